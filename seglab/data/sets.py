@@ -1,0 +1,157 @@
+"""The description of a segmentation dataset that every loader returns."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+MaskKind = Literal["class", "soft"]
+
+
+class DataError(ValueError):
+    """A dataset problem: the message names the file (or folder) and what is wrong with it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationSet:
+    """Image/mask file pairs plus what the masks mean.
+
+    Attributes:
+        name: a short label, e.g. ``"oxford_pets/trainval"``.
+        pairs: ``(image_path, mask_path)`` tuples, in a stable order.
+        mask_kind: ``"class"`` for masks that store class ids (resized with nearest
+            neighbour), ``"soft"`` for saliency masks stored 0..255 (resized bilinearly,
+            scaled into [0, 1]).
+        num_classes: number of classes after ``label_offset``; 1 for soft masks.
+        label_offset: subtracted from stored mask values (the pet trimaps store 1, 2, 3).
+        class_names: optional, one name per class.
+        root: the dataset folder, for messages.
+    """
+
+    name: str
+    pairs: tuple[tuple[str, str], ...]
+    mask_kind: MaskKind = "class"
+    num_classes: int = 2
+    label_offset: int = 0
+    class_names: tuple[str, ...] = ()
+    root: str | None = None
+
+    def __post_init__(self):
+        if self.mask_kind not in ("class", "soft"):
+            raise ValueError(f"mask_kind must be 'class' or 'soft', got {self.mask_kind!r}")
+        if self.mask_kind == "soft" and self.num_classes != 1:
+            raise ValueError("soft (saliency) masks have num_classes=1")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"{len(self.class_names)} class names given for {self.num_classes} classes"
+            )
+        object.__setattr__(self, "pairs", tuple((str(i), str(m)) for i, m in self.pairs))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def image_paths(self) -> list[str]:
+        return [image for image, _ in self.pairs]
+
+    @property
+    def mask_paths(self) -> list[str]:
+        return [mask for _, mask in self.pairs]
+
+    def replace(self, **changes) -> SegmentationSet:
+        return dataclasses.replace(self, **changes)
+
+    def take(self, count: int | None) -> SegmentationSet:
+        """The first ``count`` pairs (all of them when ``count`` is None)."""
+        if count is None:
+            return self
+        return self.replace(pairs=self.pairs[:count], name=f"{self.name}[:{count}]")
+
+    def split(self, val_fraction: float, seed: int | None = None) -> tuple[SegmentationSet, SegmentationSet]:
+        """Split into (train, val). Without a seed the order is kept, as the tutorials do."""
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+        pairs = list(self.pairs)
+        if seed is not None:
+            random.Random(seed).shuffle(pairs)
+        n_train = round(len(pairs) * (1.0 - val_fraction))
+        if n_train == 0 or n_train == len(pairs):
+            raise DataError(
+                f"{self.root or self.name}: {len(pairs)} pairs are too few for a "
+                f"{val_fraction:.0%} validation split"
+            )
+        return (
+            self.replace(pairs=tuple(pairs[:n_train]), name=f"{self.name}/train"),
+            self.replace(pairs=tuple(pairs[n_train:]), name=f"{self.name}/val"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSource:
+    """Examples that arrive already decoded (tensorflow-datasets), with the same mask metadata.
+
+    ``dataset`` is a ``tf.data.Dataset`` of ``(image, mask)``: ``uint8 (H, W, 3)`` and the mask
+    as stored, ``uint8 (H, W, 1)`` (``label_offset`` not yet applied). ``make_dataset`` treats
+    it exactly like decoded files, so both routes give identical tensors for the same image.
+    """
+
+    name: str
+    dataset: object
+    mask_kind: MaskKind = "class"
+    num_classes: int = 2
+    label_offset: int = 0
+    class_names: tuple[str, ...] = ()
+    size: int | None = None
+
+    def __len__(self) -> int:
+        if self.size is None:
+            raise TypeError(f"{self.name}: size unknown")
+        return self.size
+
+
+def pair_by_stem(
+    image_dir: str | Path,
+    mask_dir: str | Path,
+    image_suffixes: Sequence[str] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff"),
+    mask_suffixes: Sequence[str] = (".png", ".bmp", ".gif", ".tif", ".tiff", ".jpg"),
+) -> list[tuple[str, str]]:
+    """Pair ``image_dir/<stem>.*`` with ``mask_dir/<stem>.*``.
+
+    Raises DataError naming the folder when it is missing or empty, and naming the files
+    when an image has no mask or a mask has no image.
+    """
+    image_dir, mask_dir = Path(image_dir), Path(mask_dir)
+    for folder in (image_dir, mask_dir):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: folder not found")
+    images = _files_by_stem(image_dir, image_suffixes)
+    masks = _files_by_stem(mask_dir, mask_suffixes)
+    if not images:
+        raise DataError(f"{image_dir}: no images found (looked for {', '.join(image_suffixes)})")
+    missing_masks = sorted(set(images) - set(masks))
+    missing_images = sorted(set(masks) - set(images))
+    problems = [f"{images[s]}: no mask in {mask_dir}" for s in missing_masks]
+    problems += [f"{masks[s]}: no image in {image_dir}" for s in missing_images]
+    if problems:
+        raise DataError(_join_problems(problems))
+    return [(str(images[s]), str(masks[s])) for s in sorted(images)]
+
+
+def _files_by_stem(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith("."):
+            if path.stem in found:
+                raise DataError(f"{path}: two files share the name {path.stem!r} ({found[path.stem].name})")
+            found[path.stem] = path
+    return found
+
+
+def _join_problems(problems: Sequence[str], limit: int = 20) -> str:
+    shown = list(problems[:limit])
+    if len(problems) > limit:
+        shown.append(f"... and {len(problems) - limit} more")
+    return f"{len(problems)} problem(s):\n  " + "\n  ".join(shown)
