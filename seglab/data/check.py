@@ -1,0 +1,374 @@
+"""Find every problem of a dataset at once, before training starts.
+
+``check(source)`` reads each pair with PIL in a thread pool and reports unreadable files,
+missing files, image/mask size mismatches and label values outside ``[0, num_classes)``.
+``check_folder(path)`` recognises a dataset folder's layout, loads it and checks it (the
+``seglab check DATA_DIR`` command).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from seglab.data.sets import DataError, SegmentationSet, TensorSource
+
+# What tf.io.decode_image reads; PIL reads more (TIFF...), so check for it.
+PIPELINE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclasses.dataclass
+class CheckReport:
+    """What ``check`` found. ``problems`` lists them all; ``label_values`` counts the pixels
+    of each class id seen (after ``label_offset``) in class masks."""
+
+    name: str
+    checked: int = 0
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+    label_values: dict[int, int] = dataclasses.field(default_factory=dict)
+    layout: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def merge(self, other: CheckReport) -> None:
+        self.checked += other.checked
+        self.problems.extend(other.problems)
+        for value, count in other.label_values.items():
+            self.label_values[value] = self.label_values.get(value, 0) + count
+
+    def __str__(self) -> str:
+        head = f"{self.name}"
+        if self.layout:
+            head += f" ({self.layout})"
+        head += f": {self.checked} pair(s) checked, "
+        if self.ok:
+            head += "no problems"
+        else:
+            head += f"{len(self.problems)} problem(s)"
+        lines = [head]
+        if self.label_values:
+            values = ", ".join(f"{v}: {n}" for v, n in sorted(self.label_values.items()))
+            lines.append(f"  label values (pixels): {values}")
+        lines += [f"  {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+    def raise_if_problems(self, limit: int = 30) -> None:
+        if self.ok:
+            return
+        shown = [f"  {problem}" for problem in self.problems[:limit]]
+        if len(self.problems) > limit:
+            shown.append(
+                f"  ... and {len(self.problems) - limit} more (seglab.data.check lists all)"
+            )
+        raise DataError(
+            f"{self.name}: {len(self.problems)} problem(s) in the data:\n" + "\n".join(shown)
+        )
+
+
+def read_mask(path: str | os.PathLike, mask_kind: str = "class") -> np.ndarray:
+    """A mask file's values as a 2-D integer array, as the pipeline decodes them: class masks
+    keep their stored ids (palette indices, 16-bit values); soft masks are grey levels 0..255
+    at any bit depth. Colour files give their first channel."""
+    return _read_mask(path, mask_kind)[0]
+
+
+def _read_mask(path, mask_kind: str = "class") -> tuple[np.ndarray, str, str]:
+    """(values, PIL format, PIL mode) with one read of the file."""
+    from PIL import Image
+
+    with Image.open(path) as mask:
+        mask_format, mode = mask.format, mask.mode
+        if mask_kind == "soft" and mode == "P":
+            mask = mask.convert("RGB")  # TensorFlow expands the palette too
+        values = np.asarray(mask)
+    if values.ndim == 3:
+        values = values[..., 0]
+    if values.dtype == bool:  # 1-bit
+        values = values.astype(np.uint8) * (255 if mask_kind == "soft" else 1)
+    elif mask_kind == "soft" and values.dtype.itemsize > 1:
+        values = (values.astype(np.int64) >> 8).astype(np.uint8)  # 16-bit grey, as libpng strips it
+    return values, mask_format, mode
+
+
+def _check_image(path: str, deep: bool) -> tuple[tuple[int, int] | None, list[str]]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.format not in PIPELINE_FORMATS:
+                return image.size, [
+                    f"{image.format} files cannot be decoded by the tf.data pipeline "
+                    f"(it reads {', '.join(PIPELINE_FORMATS)}); convert it to PNG"
+                ]
+            if image.format == "JPEG" and image.mode == "CMYK":
+                return image.size, ["CMYK JPEG; save it as RGB"]
+            size = image.size
+            if not deep and image.format == "JPEG":
+                # Decoding at 1/8 scale still reads all the data, so truncation shows, cheaply.
+                image.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+            image.load()
+        return size, []
+    except FileNotFoundError:
+        return None, ["image file not found"]
+    except Exception as error:  # PIL raises many types for bad files
+        return None, [f"corrupt or unreadable image ({type(error).__name__}: {error})"]
+
+
+def _check_pair(
+    source: SegmentationSet, image_path: str, mask_path: str, deep: bool, check_labels: bool
+):
+    problems: list[Problem] = []
+    counts: dict[int, int] = {}
+    image_size, image_problems = _check_image(image_path, deep)
+    problems += [Problem(image_path, message) for message in image_problems]
+    try:
+        mask, mask_format, mask_mode = _read_mask(mask_path, source.mask_kind)
+    except FileNotFoundError:
+        problems.append(Problem(mask_path, f"mask file not found (for image {image_path})"))
+        return problems, counts
+    except Exception as error:
+        problems.append(
+            Problem(mask_path, f"corrupt or unreadable mask ({type(error).__name__}: {error})")
+        )
+        return problems, counts
+    if mask_format not in PIPELINE_FORMATS:
+        problems.append(
+            Problem(
+                mask_path,
+                f"{mask_format} masks cannot be decoded by the tf.data pipeline; convert it to PNG",
+            )
+        )
+    mask_size = (mask.shape[1], mask.shape[0])
+    if image_size is not None and mask_size != image_size:
+        problems.append(
+            Problem(
+                mask_path,
+                f"mask size {mask_size[0]}x{mask_size[1]} differs from image size "
+                f"{image_size[0]}x{image_size[1]} ({image_path})",
+            )
+        )
+    if source.mask_kind == "class":
+        values, pixel_counts = _value_counts(mask)
+        values = values - source.label_offset
+        counts = {int(v): int(n) for v, n in zip(values, pixel_counts, strict=True)}
+        bad = values[(values < 0) | (values >= source.num_classes)]
+        if check_labels and bad.size:
+            offset = (
+                f" after subtracting label_offset={source.label_offset}"
+                if source.label_offset
+                else ""
+            )
+            problems.append(
+                Problem(
+                    mask_path,
+                    f"label values {_short_list(bad)}{offset} outside [0, {source.num_classes}) "
+                    f"for num_classes={source.num_classes}",
+                )
+            )
+    else:
+        if mask_mode == "L" and mask.max(initial=0) == 1:
+            problems.append(
+                Problem(
+                    mask_path,
+                    "soft mask stores 0/1, expected 0..255 (is it a class-id mask? use mask_kind='class')",
+                )
+            )
+    return problems, counts
+
+
+def _value_counts(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and their pixel counts; bincount is ~20x faster than unique on 8/16 bits."""
+    if mask.dtype in (np.uint8, np.uint16):
+        counts = np.bincount(mask.reshape(-1))
+        values = np.flatnonzero(counts)
+        return values.astype(np.int64), counts[values]
+    values, counts = np.unique(mask, return_counts=True)
+    return values.astype(np.int64), counts
+
+
+def _short_list(values, limit: int = 8) -> str:
+    values = [int(v) for v in values]
+    text = ", ".join(str(v) for v in values[:limit])
+    return "{" + text + (", ..." if len(values) > limit else "") + "}"
+
+
+def check(
+    source: SegmentationSet | TensorSource,
+    *,
+    deep: bool = False,
+    check_labels: bool = True,
+    workers: int | None = None,
+) -> CheckReport:
+    """Check every pair of ``source`` and report all the problems found.
+
+    Args:
+        source: a ``SegmentationSet``; a ``TensorSource`` (already decoded) has nothing to check.
+        deep: fully decode JPEGs (the default decodes them at 1/8 scale, which still finds
+            truncated and corrupt files, several times faster).
+        check_labels: report class ids outside ``[0, num_classes)``; off when the number of
+            classes is unknown (``label_values`` still shows what is there).
+        workers: threads reading files; PIL decodes outside the GIL.
+    """
+    report = CheckReport(name=source.name)
+    if isinstance(source, TensorSource):
+        return report
+    if len(source) == 0:
+        report.problems.append(Problem(str(source.root or source.name), "no image/mask pairs"))
+        return report
+    workers = workers or min(16, 2 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(
+            lambda pair: _check_pair(source, pair[0], pair[1], deep, check_labels), source.pairs
+        )
+        for problems, counts in results:
+            report.checked += 1
+            report.problems.extend(problems)
+            for value, count in counts.items():
+                report.label_values[value] = report.label_values.get(value, 0) + count
+    return report
+
+
+# ----------------------------------------------------------------------------------------------
+# Folders
+
+
+LAYOUTS = {
+    "paddleseg": "PaddleSeg list files: train_list.txt / val_list.txt ('image label' per line)",
+    "oxford_pets": "Oxford-IIIT Pet: images/ + annotations/trimaps/",
+    "duts_te": "DUTS-TE: DUTS-TE-Image/ + DUTS-TE-Mask/ (or DUTS-TE/ holding them)",
+    "cihp": "CIHP: Training/Images/ + Training/Category_ids/ (or instance-level_human_parsing/ holding them)",
+    "paired_masks": "paired folders: images/ + masks/ (saliency masks 0..255, same file stems)",
+    "paired_labels": "paired class folders: images/ + labels/ (class ids, same file stems, no list files)",
+}
+
+
+def detect_layout(root: str | os.PathLike) -> str:
+    """The key in ``LAYOUTS`` of the folder's layout; DataError when the folder is missing,
+    empty or laid out in a way not understood."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: folder not found")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    if not any(p for p in root.iterdir() if not p.name.startswith(".")):
+        raise DataError(f"{root}: the folder is empty")
+    if (root / "train_list.txt").is_file() or (root / "val_list.txt").is_file():
+        return "paddleseg"
+    if (root / "images").is_dir() and (root / "annotations" / "trimaps").is_dir():
+        return "oxford_pets"
+    if any((base / "DUTS-TE-Image").is_dir() for base in (root, root / "DUTS-TE")):
+        return "duts_te"
+    nested = root / "instance-level_human_parsing"
+    for base in (root, nested, nested / nested.name):
+        if (base / "Training" / "Images").is_dir() and (
+            base / "Training" / "Category_ids"
+        ).is_dir():
+            return "cihp"
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return "paired_masks"
+    if (root / "images").is_dir() and (root / "labels").is_dir():
+        return "paired_labels"
+    understood = "\n  ".join(LAYOUTS.values())
+    found = ", ".join(sorted(p.name for p in root.iterdir() if not p.name.startswith(".")))
+    raise DataError(
+        f"{root}: unknown dataset layout (found: {found}). Layouts understood:\n  {understood}"
+    )
+
+
+def _load_layout(root: Path, layout: str, num_classes: int | None):
+    """(sets, problems): the loaded sets and the problems their loaders raised."""
+    sets, problems = [], []
+
+    def attempt(load, *args, **kwargs):
+        try:
+            loaded = load(*args, **kwargs)
+        except DataError as error:
+            problems.extend(_problems_from_error(error, root))
+            return
+        sets.extend(loaded if isinstance(loaded, tuple | list) else [loaded])
+
+    if layout == "paddleseg":
+        from seglab.data.paddleseg import LIST_FILES, load_list_file
+
+        for list_file in LIST_FILES:
+            if (root / list_file).is_file():
+                attempt(load_list_file, root, list_file, num_classes=num_classes or 256)
+    elif layout in ("paired_masks", "paired_labels"):
+        from seglab.data.folders import load_paired_folder
+
+        if layout == "paired_masks":
+            attempt(load_paired_folder, root)
+        else:
+            attempt(
+                load_paired_folder,
+                root,
+                masks="labels",
+                mask_kind="class",
+                num_classes=num_classes or 256,
+            )
+    else:
+        # Loaders of the public datasets live in their own modules; import them only when needed.
+        module, function = {
+            "oxford_pets": ("seglab.data.pets", "load_oxford_pets"),
+            "duts_te": ("seglab.data.duts", "load_duts_te"),
+            "cihp": ("seglab.data.cihp", "load_cihp"),
+        }[layout]
+        attempt(getattr(importlib.import_module(module), function), root)
+    return sets, problems
+
+
+def check_folder(
+    root: str | os.PathLike, *, num_classes: int | None = None, deep: bool = False
+) -> CheckReport:
+    """Recognise the layout of ``root`` (see ``LAYOUTS``), load it and check every pair.
+
+    Problems the loader finds (missing masks or images, an empty sub-folder, a bad list line)
+    are reported with the others. ``num_classes`` is needed to check the class ids of PaddleSeg
+    and ``images/ + labels/`` folders; without it the report lists the values found.
+
+    Raises:
+        DataError: the folder is missing or empty, or its layout is not understood.
+    """
+    root = Path(root)
+    layout = detect_layout(root)
+    report = CheckReport(name=str(root), layout=LAYOUTS[layout].split(":")[0])
+    sets, problems = _load_layout(root, layout, num_classes)
+    report.problems.extend(problems)
+    checks_labels = num_classes is not None or layout not in ("paddleseg", "paired_labels")
+    seen: set[tuple[str, str]] = set()
+    for dataset in sets:
+        # Pairs listed in two splits (train and val lists) are read once.
+        unique = tuple(pair for pair in dataset.pairs if pair not in seen)
+        seen.update(unique)
+        report.merge(check(dataset.replace(pairs=unique), deep=deep, check_labels=checks_labels))
+    return report
+
+
+def _problems_from_error(error: DataError, root: Path) -> Iterable[Problem]:
+    """A loader's DataError ("N problem(s):\\n  path: message ...") as separate problems."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    if len(lines) > 1 and lines[0].endswith("problem(s):"):
+        lines = lines[1:]
+    for line in lines:
+        path, sep, message = line.partition(": ")
+        yield Problem(path, message) if sep else Problem(str(root), line)
