@@ -1,0 +1,432 @@
+"""Evaluation after training, in the PySODMetrics style: ``step(pred, gt)`` per image, then
+``get_results()``.
+
+- ``SODEvaluator``: the salient-object figures papers report (MAE, Fβ, S-measure, E-measure),
+  computed by ``py_sod_metrics`` on uint8 maps.
+- ``ConfusionMatrix``: IoU and pixel accuracy for class-id maps, in numpy.
+- ``evaluate(model, dataset)``: runs a model over a dataset and feeds the right one.
+- ``format_table(results, reference)``: a markdown table, optionally beside a published figure.
+
+numpy only (plus py_sod_metrics, imported when a ``SODEvaluator`` is made): no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["SODEvaluator", "ConfusionMatrix", "evaluate", "format_table"]
+
+TASKS = ("salient", "multiclass")
+
+
+def _as_2d(array, name: str) -> np.ndarray:
+    """``(H, W)`` or ``(H, W, 1)`` → ``(H, W)``."""
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be one map of shape (H, W) or (H, W, 1), got {array.shape}")
+    return array
+
+
+class SODEvaluator:
+    """Salient-object metrics over a set of maps, through ``py_sod_metrics``.
+
+    ``step(pred, gt)`` takes one prediction and its mask as ``uint8`` arrays (0..255) of the
+    same size, ``(H, W)`` or ``(H, W, 1)``. As in the published evaluation code, each
+    prediction is min-max normalised and the mask is foreground where ``gt > 128``.
+
+    ``get_results()`` gives plain floats:
+
+    - ``mae``: mean absolute error (lower is better);
+    - ``max_fmeasure``: the maximum over 256 thresholds of the dataset-mean Fβ, β² = 0.3;
+    - ``mean_fmeasure``: the mean of that Fβ curve;
+    - ``smeasure``: S-measure (Sα, α = 0.5), structural similarity;
+    - ``mean_emeasure``: the mean of the dataset-mean E-measure curve over thresholds
+      (what most papers call "Eφ" or "mean E");
+    - ``max_emeasure``: the maximum of that curve;
+    - ``num_images``.
+    """
+
+    def __init__(self):
+        from py_sod_metrics import MAE, Emeasure, Fmeasure, Smeasure
+
+        with warnings.catch_warnings():
+            # Fmeasure warns that FmeasureV2 will replace it; it is still the reference one.
+            warnings.simplefilter("ignore", UserWarning)
+            self._fmeasure = Fmeasure(beta=0.3)
+        self._mae = MAE()
+        self._smeasure = Smeasure()
+        self._emeasure = Emeasure()
+        self.num_images = 0
+
+    def step(self, pred, gt) -> None:
+        pred = _as_2d(pred, "pred")
+        gt = _as_2d(gt, "gt")
+        for name, array in (("pred", pred), ("gt", gt)):
+            if array.dtype != np.uint8:
+                raise TypeError(
+                    f"{name} must be uint8 with values 0..255, got {array.dtype} "
+                    "(multiply probabilities by 255 and round)"
+                )
+        if pred.shape != gt.shape:
+            raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in size")
+        for metric in (self._mae, self._fmeasure, self._smeasure, self._emeasure):
+            metric.step(pred=pred, gt=gt)
+        self.num_images += 1
+
+    def get_results(self) -> dict:
+        if self.num_images == 0:
+            raise ValueError("no images were evaluated: call step(pred, gt) first")
+        fm_curve = self._fmeasure.get_results()["fm"]["curve"]
+        em_curve = self._emeasure.get_results()["em"]["curve"]
+        return {
+            "mae": float(self._mae.get_results()["mae"]),
+            "max_fmeasure": float(fm_curve.max()),
+            "mean_fmeasure": float(fm_curve.mean()),
+            "smeasure": float(self._smeasure.get_results()["sm"]),
+            "mean_emeasure": float(em_curve.mean()),
+            "max_emeasure": float(em_curve.max()),
+            "num_images": self.num_images,
+        }
+
+
+class ConfusionMatrix:
+    """Accumulates a ``num_classes × num_classes`` confusion matrix (rows: truth, columns:
+    prediction) from class-id maps, and derives IoU and pixel accuracy from it.
+
+    ``get_results()``:
+
+    - ``per_class_iou``: list of floats, ``TP / (TP + FP + FN)``; NaN for a class absent
+      from both truth and prediction (its IoU is 0/0);
+    - ``mean_iou``: the mean over classes present in the truth or the prediction (the NaNs
+      left out), as ``keras.metrics.MeanIoU`` computes it;
+    - ``mean_iou_all_classes``: the sum of the defined IoUs divided by ``num_classes``,
+      i.e. an absent class counts as 0. Equal to ``mean_iou`` when every class appears;
+    - ``pixel_accuracy``: correctly labelled pixels / all counted pixels;
+    - ``confusion_matrix`` (int64 array), ``num_images``, and ``class_names`` when given.
+
+    Pixels whose truth is ``ignore_index`` are not counted. Any other id outside
+    ``[0, num_classes)`` is an error.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        ignore_index: int | None = None,
+    ):
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
+        self.num_classes = int(num_classes)
+        self.class_names = tuple(class_names) if class_names is not None else None
+        self.ignore_index = ignore_index
+        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.num_images = 0
+
+    def step(self, pred, gt) -> None:
+        pred = np.asarray(pred)
+        gt = np.asarray(gt)
+        if pred.shape != gt.shape:
+            pred, gt = _squeeze_channel(pred), _squeeze_channel(gt)
+        if pred.shape != gt.shape:
+            raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in size")
+        for name, array in (("pred", pred), ("gt", gt)):
+            if not np.issubdtype(array.dtype, np.integer):
+                raise TypeError(f"{name} must hold integer class ids, got {array.dtype}")
+        pred = pred.reshape(-1).astype(np.int64)
+        gt = gt.reshape(-1).astype(np.int64)
+        if self.ignore_index is not None:
+            keep = gt != self.ignore_index
+            pred, gt = pred[keep], gt[keep]
+        for name, array in (("gt", gt), ("pred", pred)):
+            outside = (array < 0) | (array >= self.num_classes)
+            if outside.any():
+                raise ValueError(
+                    f"{name} has class id {int(array[outside][0])} outside [0, {self.num_classes})"
+                )
+        self.matrix += np.bincount(
+            gt * self.num_classes + pred, minlength=self.num_classes**2
+        ).reshape(self.num_classes, self.num_classes)
+        self.num_images += 1
+
+    def get_results(self) -> dict:
+        if self.matrix.sum() == 0:
+            raise ValueError("no pixels were counted: call step(pred, gt) first")
+        true_positives = np.diag(self.matrix).astype(np.float64)
+        union = self.matrix.sum(axis=0) + self.matrix.sum(axis=1) - true_positives
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = np.where(union > 0, true_positives / union, np.nan)
+        results = {
+            "pixel_accuracy": float(true_positives.sum() / self.matrix.sum()),
+            "mean_iou": float(np.nanmean(iou)),
+            "mean_iou_all_classes": float(np.nansum(iou) / self.num_classes),
+            "per_class_iou": [float(value) for value in iou],
+            "confusion_matrix": self.matrix.copy(),
+            "num_images": self.num_images,
+        }
+        if self.class_names is not None:
+            results["class_names"] = list(self.class_names)
+        return results
+
+
+def _squeeze_channel(array: np.ndarray) -> np.ndarray:
+    return array[..., 0] if array.ndim >= 3 and array.shape[-1] == 1 else array
+
+
+# ------------------------------------------------------------------------------------------
+# Running a model over a dataset
+
+
+def _iterate(dataset) -> Iterable:
+    # tf.data datasets give numpy without this module importing TensorFlow.
+    if hasattr(dataset, "as_numpy_iterator"):
+        return dataset.as_numpy_iterator()
+    return iter(dataset)
+
+
+def _split_element(element, batch_index: int):
+    """``(x, y)``, ``(x, y, w)`` or ``(x, (y, y, ...))`` → ``(x, y)`` as numpy."""
+    if not isinstance(element, (tuple, list)) or len(element) < 2:
+        raise ValueError(
+            f"batch {batch_index}: expected (images, masks) or (images, masks, weights), "
+            f"got {type(element).__name__}"
+        )
+    images, targets = element[0], element[1]
+    if isinstance(targets, (tuple, list)):  # deep supervision repeats the mask
+        targets = targets[0]
+    return images, np.asarray(targets)
+
+
+def _predict(model, images) -> np.ndarray:
+    if hasattr(model, "predict_on_batch"):
+        outputs = model.predict_on_batch(images)
+    else:
+        outputs = model(images, training=False)
+    if isinstance(outputs, dict):
+        raise ValueError("the model returns a dict; evaluate() expects a tensor or a list")
+    if isinstance(outputs, (tuple, list)):
+        outputs = outputs[0]  # output 0 is the prediction; the rest are side outputs
+    return np.asarray(outputs, dtype=np.float32)
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-values))
+
+
+def _salient_target(targets: np.ndarray) -> np.ndarray:
+    if np.issubdtype(targets.dtype, np.floating):
+        return np.round(np.clip(targets, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if targets.size and targets.max() > 1:
+        raise ValueError(
+            f"saliency targets of integer type must be 0/1 masks, found values up to "
+            f"{targets.max()} (expected float32 in [0, 1] from make_dataset)"
+        )
+    return (targets * 255).astype(np.uint8)
+
+
+def evaluate(
+    model,
+    dataset,
+    task: str | None = None,
+    num_classes: int | None = None,
+    threshold: float = 0.5,
+    max_batches: int | None = None,
+    from_logits: bool | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict:
+    """Run ``model`` over ``dataset`` and return the metrics as a dict.
+
+    Args:
+        model: a Keras model (``predict_on_batch`` is used) or any callable. When it returns
+            a list, output 0 is evaluated.
+        dataset: batches of ``(images, masks)``, ``(images, masks, weights)`` or
+            ``(images, (masks, masks, ...))``: a ``tf.data.Dataset`` or any iterable.
+        task: ``"salient"`` (``SODEvaluator``: MAE, Fβ, S, E) or ``"multiclass"``
+            (``ConfusionMatrix``: IoU, pixel accuracy). When None: a model with several
+            output channels is multi-class; a one-channel model is salient when the masks
+            are floats (soft saliency maps) and two-class when they are integer ids.
+        num_classes: for ``"multiclass"``; defaults to the output channels (2 for a
+            one-channel output).
+        threshold: for a one-channel output evaluated as ``"multiclass"``: class 1 where
+            the probability is at least ``threshold``. The salient metrics sweep all
+            thresholds themselves.
+        max_batches: stop after this many batches.
+        from_logits: only for one-channel outputs. When None it is decided once, on the
+            first batch: values outside [0, 1] mean logits (a sigmoid is applied).
+            The salient-object models output probabilities; U²-Net's multi-class head and
+            the multi-class models output logits, for which argmax needs no sigmoid.
+        class_names: passed to ``ConfusionMatrix`` for the table.
+
+    Returns:
+        The evaluator's ``get_results()`` plus ``task``, and ``from_logits`` for a
+        one-channel output.
+    """
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
+    evaluator = None
+    channels = None
+    for batch_index, element in enumerate(_iterate(dataset)):
+        if max_batches is not None and batch_index >= max_batches:
+            break
+        images, targets = _split_element(element, batch_index)
+        outputs = _predict(model, images)
+        if outputs.ndim != 4:
+            raise ValueError(f"expected model output (B, H, W, C), got {outputs.shape}")
+        targets = _squeeze_channel(targets) if targets.ndim == 4 else targets
+        if outputs.shape[:3] != targets.shape[:3]:
+            raise ValueError(
+                f"batch {batch_index}: model output {outputs.shape} and masks {targets.shape} "
+                "differ in size"
+            )
+        if evaluator is None:
+            channels = outputs.shape[-1]
+            if task is None:
+                task = (
+                    "multiclass"
+                    if channels > 1 or np.issubdtype(targets.dtype, np.integer)
+                    else "salient"
+                )
+            if channels == 1 and from_logits is None:
+                from_logits = bool(outputs.min() < 0.0 or outputs.max() > 1.0)
+            if task == "salient":
+                if channels != 1:
+                    raise ValueError(
+                        f"task='salient' needs a one-channel output; the model gives {channels}"
+                    )
+                evaluator = SODEvaluator()
+            else:
+                if num_classes is None:
+                    num_classes = channels if channels > 1 else 2
+                if channels > 1 and num_classes != channels:
+                    raise ValueError(
+                        f"num_classes={num_classes} but the model outputs {channels} channels"
+                    )
+                evaluator = ConfusionMatrix(num_classes, class_names=class_names)
+        if channels == 1:
+            probabilities = _sigmoid(outputs[..., 0]) if from_logits else outputs[..., 0]
+            if task == "salient":
+                predictions = np.round(np.clip(probabilities, 0.0, 1.0) * 255.0).astype(np.uint8)
+                targets = _salient_target(targets)
+            else:
+                predictions = (probabilities >= threshold).astype(np.int64)
+        else:
+            predictions = np.argmax(outputs, axis=-1)
+        for prediction, target in zip(predictions, targets, strict=True):
+            evaluator.step(prediction, target)
+    if evaluator is None:
+        raise ValueError("the dataset gave no batches to evaluate")
+    results = {"task": task, **evaluator.get_results()}
+    if channels == 1:
+        results["from_logits"] = from_logits
+    return results
+
+
+# ------------------------------------------------------------------------------------------
+# Printing
+
+# key: (label, lower_is_better)
+_LABELS = {
+    "mae": ("MAE", True),
+    "max_fmeasure": ("max Fβ (β²=0.3)", False),
+    "mean_fmeasure": ("mean Fβ (β²=0.3)", False),
+    "smeasure": ("S-measure Sα", False),
+    "mean_emeasure": ("mean E-measure", False),
+    "max_emeasure": ("max E-measure", False),
+    "pixel_accuracy": ("pixel accuracy", False),
+    "mean_iou": ("mean IoU (classes present)", False),
+    "mean_iou_all_classes": ("mean IoU (all classes)", False),
+}
+# Other spellings a published table may use, normalised (lower case, letters and digits).
+_ALIASES = {
+    "miou": "mean_iou",
+    "meaniou": "mean_iou",
+    "iou": "mean_iou",
+    "maxf": "max_fmeasure",
+    "maxfbeta": "max_fmeasure",
+    "fmax": "max_fmeasure",
+    "meanf": "mean_fmeasure",
+    "sm": "smeasure",
+    "salpha": "smeasure",
+    "smeasure": "smeasure",
+    "em": "mean_emeasure",
+    "ephi": "mean_emeasure",
+    "meanem": "mean_emeasure",
+    "maxem": "max_emeasure",
+    "accuracy": "pixel_accuracy",
+    "pixelaccuracy": "pixel_accuracy",
+}
+
+
+def _normalise_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _metric_key(name: str) -> str:
+    normalised = _normalise_name(name)
+    for key, (label, _) in _LABELS.items():
+        if normalised in (_normalise_name(key), _normalise_name(label)):
+            return key
+    return _ALIASES.get(normalised, name)
+
+
+def _format_number(value) -> str:
+    if value is None:
+        return "—"
+    value = float(value)
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def format_table(
+    results: Mapping, reference: Mapping | None = None, source: str | None = None
+) -> str:
+    """A markdown table of ``results`` (from ``evaluate`` or an evaluator), with an optional
+    column of published figures.
+
+    ``reference`` maps metric names to numbers, e.g. ``{"MAE": 0.042}``; names may be the
+    result keys (``"mae"``), the table labels or common spellings (``"mIoU"``, ``"maxF"``).
+    A ``"source"`` entry in it, or ``source=``, is printed under the table.
+    """
+    reference = dict(reference or {})
+    source = source or reference.pop("source", None)
+    reference = {_metric_key(name): value for name, value in reference.items()}
+
+    rows = []
+    for key, (label, lower_is_better) in _LABELS.items():
+        if key in results or key in reference:
+            arrow = " ↓" if lower_is_better else " ↑"
+            rows.append((label + arrow, results.get(key), reference.get(key)))
+    names = results.get("class_names")
+    for index, value in enumerate(results.get("per_class_iou", ())):
+        name = names[index] if names else f"class {index}"
+        rows.append((f"IoU {name}", value, None))
+    for key, value in reference.items():
+        if key not in _LABELS:
+            rows.append((key, results.get(key), value))
+
+    header = ["metric", "value"] + (["reference"] if reference else [])
+    lines = []
+    if "task" in results or "num_images" in results:
+        about = [str(results[k]) for k in ("task",) if k in results]
+        if "num_images" in results:
+            about.append(f"{results['num_images']} images")
+        lines.append("Evaluation: " + ", ".join(about))
+        lines.append("")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("| --- | " + " | ".join(["---:"] * (len(header) - 1)) + " |")
+    for label, value, ref in rows:
+        cells = [label, _format_number(value)]
+        if reference:
+            cells.append(_format_number(ref) if ref is not None else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    if source:
+        lines.append("")
+        lines.append(f"Reference: {source}")
+    return "\n".join(lines)
