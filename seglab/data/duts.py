@@ -56,8 +56,15 @@ def find_duts_te_root(root: str | os.PathLike) -> Path:
             return candidate
     raise DataError(
         f"{root}: no DUTS-TE layout found (looked for {root / _IMAGE_DIR} and "
-        f"{root / 'DUTS-TE' / _IMAGE_DIR})"
+        f"{root / 'DUTS-TE' / _IMAGE_DIR}, or for images/ + masks/)"
     )
+
+
+def _salient_folders(root: Path) -> tuple[Path, str, str]:
+    """The folder and sub-folder names of a DUTS-TE layout or of generic images/ + masks/."""
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return root, "images", "masks"
+    return find_duts_te_root(root), _IMAGE_DIR, _MASK_DIR
 
 
 def load_duts_te(
@@ -68,8 +75,12 @@ def load_duts_te(
 ) -> SegmentationSet | tuple[SegmentationSet, SegmentationSet]:
     """Pair ``DUTS-TE-Image/<stem>.jpg`` with ``DUTS-TE-Mask/<stem>.png`` (soft masks).
 
+    Any other salient-object set laid out as ``images/`` + ``masks/`` (ECSSD, HKU-IS, your
+    own) loads through the same code, with the same options.
+
     Args:
-        root: the ``DUTS-TE`` folder or the folder that contains it.
+        root: the ``DUTS-TE`` folder, the folder that contains it, or a folder with
+            ``images/`` and ``masks/``.
         limit: keep the first ``limit`` pairs in file-name order (the tutorial: 140).
         val_fraction: also split into ``(train, val)`` (the tutorial: 0.1, i.e. 126 / 14).
         seed: shuffle before splitting; ``None`` keeps the file order, as the tutorial does.
@@ -82,9 +93,10 @@ def load_duts_te(
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of pairs or None, got {limit}")
-    folder = find_duts_te_root(root)
+    folder, images, masks = _salient_folders(Path(root))
+    name = "duts_te" if images == _IMAGE_DIR else folder.name
     dataset = load_paired_folder(
-        folder, images=_IMAGE_DIR, masks=_MASK_DIR, mask_kind="soft", num_classes=1, name="duts_te"
+        folder, images=images, masks=masks, mask_kind="soft", num_classes=1, name=name
     ).take(limit)
     if val_fraction is None:
         return dataset

@@ -144,3 +144,12 @@ def test_download_offline_says_where_to_put_the_zip(tmp_path):
     assert time.monotonic() - start < 10
     assert url in str(error.value)
     assert str(tmp_path / "cache" / "DUTS-TE.zip") in str(error.value)
+
+
+def test_a_generic_images_and_masks_folder_loads_through_the_same_code(sample_data):
+    root = sample_data("sod_sample")
+    train, val = load_duts_te(root, limit=40, val_fraction=0.1)
+    assert (len(train), len(val)) == (36, 4)
+    assert train.mask_kind == "soft" and train.num_classes == 1
+    assert all(Path(image).parent.name == "images" for image in train.image_paths)
+    assert all(Path(mask).parent.name == "masks" for mask in train.mask_paths)
