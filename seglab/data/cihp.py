@@ -136,7 +136,8 @@ def load_cihp_colormap(path_or_root: str | os.PathLike, scale: float = 256) -> n
     tutorial's ``astype(np.uint8)`` does.
 
     Args:
-        path_or_root: the ``.mat`` file or a CIHP folder (any level ``find_cihp_root`` takes).
+        path_or_root: the ``.mat`` file, a CIHP folder (any level ``find_cihp_root`` takes)
+            or one of its split folders (``Training``, ``Validation``).
         scale: factor applied to the stored values before conversion to ``uint8``.
 
     Raises:
@@ -149,7 +150,9 @@ def load_cihp_colormap(path_or_root: str | os.PathLike, scale: float = 256) -> n
         raise ValueError(f"scale must be positive, got {scale}")
     path = Path(path_or_root)
     if path.is_dir():
-        path = find_cihp_root(path) / COLORMAP_FILE_NAME
+        # A split folder (``SegmentationSet.root`` of a loaded set) keeps the file one level up.
+        root = path.parent if path.name in _SPLITS else find_cihp_root(path)
+        path = root / COLORMAP_FILE_NAME
     if not path.is_file():
         raise DataError(f"{path}: colormap file not found")
     try:

@@ -79,6 +79,10 @@ def test_sample_colormap_is_the_lip_palette(sample_data):
     )
     assert np.abs(load_cihp_colormap(root, scale=255).astype(int) - LIP_PALETTE).max() <= 1
 
+    # The root of a loaded set is its split folder; the colormap is found from there too.
+    split_root = load_cihp(root).root
+    np.testing.assert_array_equal(load_cihp_colormap(split_root), LIP_PALETTE)
+
 
 # --- a generated copy of the release's layout --------------------------------------------------
 

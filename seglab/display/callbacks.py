@@ -91,7 +91,8 @@ class DisplayCallback(keras.callbacks.Callback):
             show=False,
             **self.style,
         )
-        fig.suptitle(f"Sample predictions after epoch {epoch + 1}", y=1.02)
+        fig.suptitle(f"Sample predictions after epoch {epoch + 1}")
+        fig.tight_layout()  # makes room for the title above the column titles
         return fig
 
     def _say_once(self, message: str) -> None:
