@@ -204,10 +204,11 @@ def encoded_set(tmp_path):
     return _class_set(pairs, 3)
 
 
-def test_joint_augmentation_moves_image_and_mask_together(encoded_set):
+@pytest.mark.parametrize("cache", [False, True], ids=["per-example", "batched-after-cache"])
+def test_joint_augmentation_moves_image_and_mask_together(encoded_set, cache):
     plain = _one_batch(make_dataset(encoded_set, image_size=64, batch_size=6))
     augmented = _one_batch(
-        make_dataset(encoded_set, image_size=64, batch_size=6, augment=True, seed=3)
+        make_dataset(encoded_set, image_size=64, batch_size=6, augment=True, seed=3, cache=cache)
     )
     images, masks = (t.numpy() for t in augmented)
     assert not np.array_equal(masks, plain[1].numpy())  # augmentation changed something
