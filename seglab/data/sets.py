@@ -70,7 +70,9 @@ class SegmentationSet:
             return self
         return self.replace(pairs=self.pairs[:count], name=f"{self.name}[:{count}]")
 
-    def split(self, val_fraction: float, seed: int | None = None) -> tuple[SegmentationSet, SegmentationSet]:
+    def split(
+        self, val_fraction: float, seed: int | None = None
+    ) -> tuple[SegmentationSet, SegmentationSet]:
         """Split into (train, val). Without a seed the order is kept, as the tutorials do."""
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
@@ -145,7 +147,9 @@ def _files_by_stem(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith("."):
             if path.stem in found:
-                raise DataError(f"{path}: two files share the name {path.stem!r} ({found[path.stem].name})")
+                raise DataError(
+                    f"{path}: two files share the name {path.stem!r} ({found[path.stem].name})"
+                )
             found[path.stem] = path
     return found
 
