@@ -8,7 +8,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "models", "losses", "metrics", "display", "recipes", "training", "course", "cli")
+_SUBMODULES = (
+    "data", "models", "losses", "metrics", "display", "recipes", "training", "predict", "course", "cli",
+)
 
 
 def __getattr__(name):

@@ -1,0 +1,442 @@
+"""The ``seglab`` command line: train, evaluate, predict, check, recipes.
+
+    seglab recipes
+    seglab train unet-pets --data-dir data/oxford_pets --out runs/pets
+    seglab train unet-pets --data-dir data/oxford_pets --smoke --weights none
+    seglab evaluate runs/pets --data-dir data/oxford_pets
+    seglab predict runs/pets photo.jpg more_photos/ --out masks/
+    seglab check data/oxford_pets
+
+Bad arguments and bad data give a one-line (or one-list) message on stderr and exit status 1
+(2 for usage errors); Ctrl-C during training exits with 130 after writing a checkpoint.
+TensorFlow is imported only by the commands that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad command-line arguments."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing the usage and exiting, so every error is
+    reported the same way."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _weights(text: str):
+    if text == "default":
+        return text
+    if text.lower() == "none":
+        return None
+    if text.lower() == "imagenet":
+        return "imagenet"
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(
+            f"{text}: not 'imagenet', 'none' or an existing weights file"
+        )
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="seglab", description="Train, evaluate and apply the seglab segmentation recipes."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    commands.add_parser("recipes", help="list the recipes")
+
+    train = commands.add_parser("train", help="train a recipe into a run folder (resumable)")
+    train.add_argument("recipe", metavar="RECIPE", help="recipe name (see: seglab recipes)")
+    train.add_argument(
+        "--data-dir", type=Path, help="dataset folder; without it the dataset is downloaded"
+    )
+    train.add_argument(
+        "--synthetic", action="store_true", help="train on a small synthetic dataset instead"
+    )
+    train.add_argument("--smoke", action="store_true", help="the recipe's tiny smoke settings")
+    train.add_argument("--variant", help="a named variant of the recipe (e.g. unet-pets: weighted)")
+    train.add_argument("--epochs", type=_non_negative_int)
+    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--image-size", type=_positive_int)
+    train.add_argument("--learning-rate", type=_positive_float)
+    train.add_argument(
+        "--max-train-images", type=_positive_int, help="use only the first N training pairs"
+    )
+    train.add_argument(
+        "--max-val-images", type=_positive_int, help="use only the first N validation pairs"
+    )
+    train.add_argument(
+        "--weights",
+        type=_weights,
+        default="default",
+        help="'imagenet', 'none' (offline: train from scratch) or a weights file; "
+        "default: the recipe's",
+    )
+    train.add_argument("--out", type=Path, help="run folder (default: runs/RECIPE[-smoke])")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    train.add_argument(
+        "--backup-every",
+        type=_positive_int,
+        metavar="STEPS",
+        help="steps between backups (default: a quarter of an epoch)",
+    )
+    train.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="Keras fit verbosity: 1 progress bar, 2 one line per epoch",
+    )
+
+    evaluate = commands.add_parser(
+        "evaluate", help="metrics of a trained run on its validation data"
+    )
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    evaluate.add_argument(
+        "--data-dir", type=Path, help="dataset folder (default: the one the run used)"
+    )
+    evaluate.add_argument("--synthetic", action="store_true", help=argparse.SUPPRESS)
+    evaluate.add_argument("--batch-size", type=_positive_int)
+    evaluate.add_argument(
+        "--output", type=Path, help="JSON file (default: RUN_DIR/evaluation.json)"
+    )
+
+    predict = commands.add_parser("predict", help="masks for images, at their original size")
+    predict.add_argument("model", type=Path, metavar="MODEL", help="a run folder or a .keras file")
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE_OR_DIR")
+    predict.add_argument(
+        "--out", type=Path, required=True, help="folder for the PNG masks and overlays"
+    )
+    predict.add_argument(
+        "--recipe", help="the recipe the model was trained with, when MODEL has no config.json"
+    )
+    predict.add_argument("--no-overlay", action="store_true")
+
+    check = commands.add_parser("check", help="report every problem of a dataset folder")
+    check.add_argument("data_dir", type=Path, metavar="DATA_DIR")
+    check.add_argument(
+        "--num-classes", type=_positive_int, help="check class ids of PaddleSeg / labels folders"
+    )
+    check.add_argument("--deep", action="store_true", help="decode every image fully")
+    return parser
+
+
+def _version() -> str:
+    import seglab
+
+    return seglab.__version__
+
+
+def _print_error(message: str) -> None:
+    print(f"seglab: error: {message}", file=sys.stderr, flush=True)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands
+
+
+def _cmd_recipes(args) -> int:
+    from seglab import recipes
+
+    for name in recipes.names():
+        recipe = recipes.get(name)
+        print(f"{name:20s} {recipe.title}")
+        print(f"{'':20s} {recipe.image_size} px, batch {recipe.batch_size}, {recipe.epochs} epochs")
+    return EXIT_OK
+
+
+def _check_data_dir(path: Path | None) -> None:
+    if path is not None and not path.exists():
+        raise FileNotFoundError(f"{path}: data folder not found")
+    if path is not None and not path.is_dir():
+        raise NotADirectoryError(f"{path}: not a folder")
+
+
+def _cmd_train(args) -> int:
+    from seglab import recipes
+
+    recipe = recipes.get(
+        args.recipe,
+        smoke=args.smoke,
+        variant=args.variant,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        learning_rate=args.learning_rate,
+        max_train_images=args.max_train_images,
+        max_val_images=args.max_val_images,
+    )
+    if not args.synthetic:
+        _check_data_dir(args.data_dir)
+    out = args.out or Path("runs") / (recipe.name + ("-smoke" if args.smoke else ""))
+
+    from seglab import training
+
+    # Fail before the slow imports when the folder holds a finished run.
+    if training.run_status(out) == "finished" and not args.overwrite:
+        raise training.RunExistsError(
+            f"{out}: holds a finished run ({training.MODEL}, {training.METRICS}); pass "
+            "--overwrite to replace it or choose another --out"
+        )
+    arguments = {
+        key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
+    }
+    result = training.train(
+        recipe,
+        out,
+        data_dir=args.data_dir,
+        synthetic=args.synthetic,
+        seed=args.seed,
+        weights=args.weights,
+        overwrite=args.overwrite,
+        verbose=args.verbose,
+        backup_every=args.backup_every,
+        arguments=arguments,
+        log=_log,
+    )
+    from seglab.metrics import format_table
+
+    print(
+        format_table(
+            result.metrics,
+            reference=dict(recipe.reference.metrics) or None,
+            source=recipe.reference.source if recipe.reference.metrics else None,
+        )
+    )
+    print(
+        f"Run folder: {out} ({training.MODEL}, {training.HISTORY}, {training.METRICS}, {training.CONFIG})"
+    )
+    return EXIT_OK
+
+
+def _run_config(run_dir: Path) -> dict:
+    # Checked before importing seglab.training (and with it Keras and TensorFlow).
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: run folder not found")
+    try:
+        return json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        raise ValueError(f"{run_dir}: not a seglab run folder (no readable config.json)") from None
+
+
+def _cmd_evaluate(args) -> int:
+    config = _run_config(args.run_dir)
+    from seglab import training
+    from seglab.recipes import Recipe
+
+    recipe = Recipe.from_dict(config["recipe"])
+    run = config.get("run", {})
+    synthetic = args.synthetic or (args.data_dir is None and run.get("synthetic", False))
+    data_dir = args.data_dir
+    if synthetic and data_dir is None:
+        data_dir = args.run_dir / training.SYNTHETIC_DATA
+    elif data_dir is None and run.get("data_dir"):
+        data_dir = Path(run["data_dir"])
+    if not synthetic:
+        _check_data_dir(data_dir)
+    model, _ = training.load_run(args.run_dir)
+
+    from seglab.metrics import evaluate, format_table
+
+    _, val_set = recipe.load_data(data_dir, synthetic=synthetic)
+    class_names = config.get("class_names") or None
+    results = evaluate(
+        model,
+        recipe.make_eval_dataset(val_set, batch_size=args.batch_size),
+        recipe.task,
+        num_classes=recipe.num_classes if recipe.task == "multiclass" else None,
+        class_names=class_names,
+    )
+    results = training._finite_json(results)
+    output = args.output or args.run_dir / "evaluation.json"
+    training._write_json(Path(output), results)
+    print(
+        format_table(
+            results,
+            reference=dict(recipe.reference.metrics) or None,
+            source=recipe.reference.source if recipe.reference.metrics else None,
+        )
+    )
+    print(f"Wrote {output}")
+    return EXIT_OK
+
+
+def _model_and_config(model_path: Path, recipe_name: str | None):
+    """The model and its settings (normalization, image_size, task, num_classes)."""
+    from seglab import training
+
+    if not model_path.exists():
+        raise FileNotFoundError(f"{model_path}: model not found")
+    if model_path.is_dir():
+        model, config = training.load_run(model_path)
+        return model, config
+    config = training._read_config(model_path.parent)
+    if recipe_name is not None:
+        from seglab import recipes
+
+        recipe = recipes.get(recipe_name)
+        config = {
+            "normalization": recipe.normalization,
+            "image_size": recipe.image_size,
+            "task": recipe.task,
+            "num_classes": recipe.num_classes,
+        }
+    if config is None:
+        raise ValueError(
+            f"{model_path}: no {training.CONFIG} beside the model to say how images were "
+            "normalised; pass --recipe NAME"
+        )
+    if model_path.suffix != ".keras":
+        raise ValueError(f"{model_path}: expected a .keras model file or a run folder")
+    return training.load_model(model_path), config
+
+
+def _cmd_predict(args) -> int:
+    model, config = _model_and_config(args.model, args.recipe)
+    from seglab.predict import predict_files
+
+    result = predict_files(
+        model,
+        args.images,
+        args.out,
+        normalization=config["normalization"],
+        task=config["task"],
+        image_size=config.get("image_size"),
+        num_classes=config.get("num_classes", 2),
+        write_overlay=not args.no_overlay,
+        log=_log,
+    )
+    print(f"{result.summary()} (in {args.out})")
+    return EXIT_ERROR if result.failed else EXIT_OK
+
+
+def _cmd_check(args) -> int:
+    from seglab.data.check import check_folder
+
+    report = check_folder(args.data_dir, num_classes=args.num_classes, deep=args.deep)
+    print(report)
+    return EXIT_OK if report.ok else EXIT_ERROR
+
+
+_COMMANDS = {
+    "recipes": _cmd_recipes,
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "predict": _cmd_predict,
+    "check": _cmd_check,
+}
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's input, reported without a stack trace."""
+    from seglab.recipes import UnknownRecipeError
+
+    errors: list[type[BaseException]] = [UnknownRecipeError, ValueError, OSError]
+    for module, name in (
+        ("seglab.training", "TrainingError"),
+        ("seglab.models.backbones", "WeightsDownloadError"),
+    ):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (the console script exits with it)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as error:
+        _print_error(str(error))
+        return EXIT_USAGE
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+
+    # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: checkpoint, then exit.
+    previous = signal.getsignal(signal.SIGTERM)
+    if args.command == "train" and previous in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - filtered just below
+        if os.environ.get("SEGLAB_DEBUG") or not isinstance(error, _expected_errors()):
+            raise
+        training = sys.modules.get("seglab.training")
+        if training is not None and isinstance(error, training.TrainingInterrupted):
+            _print_error(str(error))
+            return EXIT_INTERRUPTED
+        _print_error(_message(error))
+        return EXIT_ERROR
+    finally:
+        if args.command == "train" and previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error) or type(error).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())
