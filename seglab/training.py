@@ -129,14 +129,26 @@ def _gpu_names() -> list[str]:
     return []
 
 
+def _multi_worker_cluster() -> bool:
+    """True when ``TF_CONFIG`` describes a cluster of more than one worker."""
+    import json
+
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    except (ValueError, AttributeError):
+        raise TrainingError("TF_CONFIG is not valid JSON with a 'cluster' entry") from None
+    return sum(len(cluster.get(kind, [])) for kind in ("chief", "worker")) > 1
+
+
 def setup_device(
     mixed_precision: bool | str = "auto", jit_compile: bool | str = "auto"
 ) -> DeviceSetup:
     """Choose mixed precision, XLA and distribution for this machine.
 
     With ``"auto"``, mixed precision (``mixed_float16``) and XLA are used only when a GPU is
-    present, and ``tf.distribute.MirroredStrategy`` when several are (TensorFlow backend;
-    under JAX the model runs as is). Sets the global dtype policy: call before building models.
+    present, and ``tf.distribute.MirroredStrategy`` when several are, or
+    ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names several workers (TensorFlow
+    backend; under JAX the model runs as is). Sets the global dtype policy: call before building models.
     """
     backend = keras.backend.backend()
     gpus = _gpu_names()
@@ -147,7 +159,12 @@ def setup_device(
     else:
         jit = jit_compile
     strategy = None
-    if backend == "tensorflow" and len(gpus) > 1:
+    if backend == "tensorflow" and _multi_worker_cluster():
+        import tensorflow as tf
+
+        # TF_CONFIG names several workers: every worker runs the same command (README).
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif backend == "tensorflow" and len(gpus) > 1:
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy()

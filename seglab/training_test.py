@@ -221,3 +221,18 @@ def test_run_stopped_during_evaluation_is_evaluated_not_retrained(tmp_path, monk
     assert (out / "model.keras").stat().st_mtime_ns == trained
     assert _epochs(out / "history.csv") == [0, 1]
     assert training.run_status(out) == "finished" and "mean_iou" in result.metrics
+
+
+def test_tf_config_with_several_workers_selects_multi_worker_training(monkeypatch):
+    from seglab.training import TrainingError, _multi_worker_cluster
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert not _multi_worker_cluster()
+    two = '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}'
+    monkeypatch.setenv("TF_CONFIG", two)
+    assert _multi_worker_cluster()
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}}')
+    assert not _multi_worker_cluster()
+    monkeypatch.setenv("TF_CONFIG", "not json")
+    with pytest.raises(TrainingError, match="TF_CONFIG"):
+        _multi_worker_cluster()
