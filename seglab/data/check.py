@@ -316,8 +316,10 @@ def _load_layout(root: Path, layout: str, num_classes: int | None):
     elif layout in ("paired_masks", "paired_labels"):
         from seglab.data.folders import load_paired_folder
 
+        # Files without a partner are problems, and the pairs found are still checked.
+        unpaired: list[str] = []
         if layout == "paired_masks":
-            attempt(load_paired_folder, root)
+            attempt(load_paired_folder, root, unpaired=unpaired)
         else:
             attempt(
                 load_paired_folder,
@@ -325,7 +327,11 @@ def _load_layout(root: Path, layout: str, num_classes: int | None):
                 masks="labels",
                 mask_kind="class",
                 num_classes=num_classes or 256,
+                unpaired=unpaired,
             )
+        problems.extend(
+            _problems_from_error(DataError("\n".join(unpaired)), root) if unpaired else ()
+        )
     else:
         # Loaders of the public datasets live in their own modules; import them only when needed.
         module, function = {

@@ -106,14 +106,33 @@ def test_check_folder_on_the_real_samples(sample_data):
     assert sod.ok and sod.checked == 80 and sod.layout.startswith("paired folders")
 
 
+def _salient_pair(folder, stem, mask=None):
+    return (
+        _save(folder / "images" / f"{stem}.jpg", _image()),
+        _save(folder / "masks" / f"{stem}.png", _mask(value=255) if mask is None else mask),
+    )
+
+
 def test_check_folder_reports_loader_problems_with_file_names(tmp_path):
-    _good_pair(tmp_path, "a")
+    _salient_pair(tmp_path, "a")
     _save(tmp_path / "images" / "lonely.jpg", _image())
-    _save(tmp_path / "masks" / "orphan.png", _mask())
+    _save(tmp_path / "masks" / "orphan.png", _mask(value=255))
     report = check_folder(tmp_path)
     paths = sorted(p.path.rsplit("/", 1)[-1] for p in report.problems)
     assert paths == ["lonely.jpg", "orphan.png"]
     assert "no mask in" in str(report) and "no image in" in str(report)
+
+
+def test_check_folder_still_checks_the_pairs_beside_a_missing_mask(tmp_path):
+    _salient_pair(tmp_path, "a")
+    _save(tmp_path / "images" / "lonely.jpg", _image())
+    _salient_pair(tmp_path, "wrong_size", mask=_mask(height=8, width=8, value=255))
+    (tmp_path / "images" / "broken.jpg").write_bytes(b"not a jpeg")
+    _save(tmp_path / "masks" / "broken.png", _mask(value=255))
+    report = check_folder(tmp_path)
+    # The missing mask is reported, and so are the problems of the pairs beside it.
+    named = sorted(p.path.rsplit("/", 1)[-1].split(".")[0] for p in report.problems)
+    assert named == ["broken", "lonely", "wrong_size"], str(report)
 
 
 def test_check_folder_paddleseg_reports_bad_lines_and_labels(tmp_path):

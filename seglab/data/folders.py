@@ -18,6 +18,7 @@ def load_paired_folder(
     class_names: Sequence[str] = (),
     label_offset: int = 0,
     name: str | None = None,
+    unpaired: list[str] | None = None,
 ) -> SegmentationSet:
     """Pair ``root/images/<stem>.*`` with ``root/masks/<stem>.*``.
 
@@ -26,14 +27,15 @@ def load_paired_folder(
 
     Raises:
         DataError: a folder is missing or empty, or an image has no mask (or the reverse);
-            every such file is named.
+            every such file is named (unless ``unpaired`` collects them: see
+            ``pair_by_stem``).
     """
     root = Path(root)
     if mask_kind == "class" and num_classes < 2:
         raise ValueError("class masks need num_classes >= 2 (background is a class)")
     return SegmentationSet(
         name=name or root.name,
-        pairs=tuple(pair_by_stem(root / images, root / masks)),
+        pairs=tuple(pair_by_stem(root / images, root / masks, unpaired=unpaired)),
         mask_kind=mask_kind,
         num_classes=num_classes,
         label_offset=label_offset,

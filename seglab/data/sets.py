@@ -119,11 +119,14 @@ def pair_by_stem(
     mask_dir: str | Path,
     image_suffixes: Sequence[str] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff"),
     mask_suffixes: Sequence[str] = (".png", ".bmp", ".gif", ".tif", ".tiff", ".jpg"),
+    unpaired: list[str] | None = None,
 ) -> list[tuple[str, str]]:
     """Pair ``image_dir/<stem>.*`` with ``mask_dir/<stem>.*``.
 
     Raises DataError naming the folder when it is missing or empty, and naming the files
-    when an image has no mask or a mask has no image.
+    when an image has no mask or a mask has no image. With a list as ``unpaired`` those
+    files are described there instead and the pairs found are returned (``check`` does this
+    to report every problem at once).
     """
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
     for folder in (image_dir, mask_dir):
@@ -137,9 +140,11 @@ def pair_by_stem(
     missing_images = sorted(set(masks) - set(images))
     problems = [f"{images[s]}: no mask in {mask_dir}" for s in missing_masks]
     problems += [f"{masks[s]}: no image in {image_dir}" for s in missing_images]
-    if problems:
+    if problems and unpaired is None:
         raise DataError(_join_problems(problems))
-    return [(str(images[s]), str(masks[s])) for s in sorted(images)]
+    if unpaired is not None:
+        unpaired.extend(problems)
+    return [(str(images[s]), str(masks[s])) for s in sorted(images) if s in masks]
 
 
 def _files_by_stem(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
