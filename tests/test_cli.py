@@ -80,7 +80,7 @@ def test_train_smoke_writes_the_run_folder(pets_run):
         assert [row["epoch"] for row in csv.DictReader(file)] == ["0"]
     config = json.loads((out / "config.json").read_text())
     assert config["status"] == "finished"
-    assert config["image_size"] == 64 and config["normalization"] == "unit"
+    assert config["image_size"] == 64 and config["normalization"] == "mobilenet"
     assert config["arguments"]["smoke"] is True and config["run"]["weights"] is None
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["per_class_iou"]) == 3 and 0 <= metrics["pixel_accuracy"] <= 1

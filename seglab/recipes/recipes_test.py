@@ -43,7 +43,7 @@ def test_unknown_recipe_lists_the_known_ones():
                 learning_rate=None,
                 pretrained="imagenet",
                 num_classes=3,
-                normalization="unit",
+                normalization="mobilenet",  # MobileNetV2's own range, not the tutorial's [0, 1]
                 num_outputs=1,
                 loss="sparse_categorical_crossentropy",
                 class_weights=None,
