@@ -3,7 +3,14 @@
 Importing this package imports neither TensorFlow nor matplotlib.
 """
 
-from seglab.metrics.evaluation import ConfusionMatrix, SODEvaluator, evaluate, format_table
+from seglab.metrics.evaluation import (
+    ConfusionMatrix,
+    RelaxedBoundaryFmeasure,
+    SODEvaluator,
+    evaluate,
+    format_table,
+    relaxed_boundary_precision_recall,
+)
 from seglab.metrics.training import BinaryMeanIoU, BinaryPixelAccuracy, segmentation_metrics
 
 __all__ = [
@@ -11,6 +18,8 @@ __all__ = [
     "BinaryPixelAccuracy",
     "segmentation_metrics",
     "SODEvaluator",
+    "RelaxedBoundaryFmeasure",
+    "relaxed_boundary_precision_recall",
     "ConfusionMatrix",
     "evaluate",
     "format_table",

@@ -1,13 +1,14 @@
 """Evaluation after training, in the PySODMetrics style: ``step(pred, gt)`` per image, then
 ``get_results()``.
 
-- ``SODEvaluator``: the salient-object figures papers report (MAE, Fβ, S-measure, E-measure),
-  computed by ``py_sod_metrics`` on uint8 maps.
+- ``SODEvaluator``: the salient-object figures papers report (MAE, max Fβ, weighted Fβ,
+  relaxed boundary Fβ, S-measure, E-measure), computed by ``py_sod_metrics`` on uint8 maps
+  (the relaxed boundary Fβ, which it lacks, by ``RelaxedBoundaryFmeasure`` here).
 - ``ConfusionMatrix``: IoU and pixel accuracy for class-id maps, in numpy.
 - ``evaluate(model, dataset)``: runs a model over a dataset and feeds the right one.
 - ``format_table(results, reference)``: a markdown table, optionally beside a published figure.
 
-numpy only (plus py_sod_metrics, imported when a ``SODEvaluator`` is made): no TensorFlow.
+numpy only (plus py_sod_metrics and scipy, imported when first used): no TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["SODEvaluator", "ConfusionMatrix", "evaluate", "format_table"]
+__all__ = [
+    "SODEvaluator",
+    "RelaxedBoundaryFmeasure",
+    "relaxed_boundary_precision_recall",
+    "ConfusionMatrix",
+    "evaluate",
+    "format_table",
+]
 
 TASKS = ("salient", "multiclass")
 
@@ -34,6 +42,116 @@ def _as_2d(array, name: str) -> np.ndarray:
     return array
 
 
+def _normalise_prediction(pred: np.ndarray) -> np.ndarray:
+    """uint8 → float in [0, 1], min-max stretched unless constant: MATLAB's
+    ``mapminmax(im2double(pred))``, as ``py_sod_metrics`` does before every measure."""
+    pred = pred / 255.0
+    low, high = pred.min(), pred.max()
+    return (pred - low) / (high - low) if high > low else pred
+
+
+def _one_pixel_boundary(mask: np.ndarray) -> np.ndarray:
+    """``XOR(mask, erosion(mask))`` with a 3×3 square: the foreground pixels that touch the
+    background through a side or a corner. Outside the image counts as foreground (OpenCV's
+    and scikit-image's erosion default), so the image frame is not an object boundary."""
+    from scipy import ndimage
+
+    eroded = ndimage.binary_erosion(mask, structure=np.ones((3, 3), bool), border_value=1)
+    return np.logical_xor(mask, eroded)
+
+
+def relaxed_boundary_precision_recall(
+    pred_mask, gt_mask, tolerance: float = 3
+) -> tuple[float, float]:
+    """Relaxed boundary precision and recall of two binary masks of the same size.
+
+    Each mask's boundary is ``XOR(mask, erosion(mask))`` (3×3 square structuring element,
+    a one-pixel boundary). Precision is the fraction of predicted boundary pixels within
+    ``tolerance`` pixels (Euclidean distance ``<= tolerance``) of a ground-truth boundary
+    pixel; recall the fraction of ground-truth boundary pixels within ``tolerance`` of a
+    predicted one.
+
+    When a boundary is empty (an empty or full mask), the DAVIS benchmark's convention
+    (Perazzi et al. 2016, ``f_boundary``) is used: both empty → ``(1, 1)``; only the predicted
+    one empty → ``(1, 0)``; only the ground truth's empty → ``(0, 1)``. The F-measure of the
+    last two is 0.
+    """
+    from scipy import ndimage
+
+    pred_mask = np.asarray(pred_mask, dtype=bool)
+    gt_mask = np.asarray(gt_mask, dtype=bool)
+    if pred_mask.shape != gt_mask.shape or pred_mask.ndim != 2:
+        raise ValueError(
+            f"expected two 2-D masks of the same size, got {pred_mask.shape} and {gt_mask.shape}"
+        )
+    pred_boundary = _one_pixel_boundary(pred_mask)
+    gt_boundary = _one_pixel_boundary(gt_mask)
+    pred_count, gt_count = int(pred_boundary.sum()), int(gt_boundary.sum())
+    if pred_count == 0 or gt_count == 0:
+        return (1.0 if pred_count == 0 else 0.0), (1.0 if gt_count == 0 else 0.0)
+    # distance from every pixel to the nearest boundary pixel of the other map
+    to_gt = ndimage.distance_transform_edt(~gt_boundary)
+    to_pred = ndimage.distance_transform_edt(~pred_boundary)
+    precision = np.count_nonzero(pred_boundary & (to_gt <= tolerance)) / pred_count
+    recall = np.count_nonzero(gt_boundary & (to_pred <= tolerance)) / gt_count
+    return float(precision), float(recall)
+
+
+def _fbeta(precision: float, recall: float, beta2: float) -> float:
+    denominator = beta2 * precision + recall
+    return 0.0 if denominator == 0 else (1 + beta2) * precision * recall / denominator
+
+
+class RelaxedBoundaryFmeasure:
+    """Relaxed boundary F-measure (relaxFβᵇ) of BASNet (Qin et al., CVPR 2019, Sec. 4.2) and
+    U²-Net (Qin et al., 2020), in the PySODMetrics style.
+
+    ``step(pred, gt)`` takes uint8 maps (0..255) like ``py_sod_metrics``: the prediction is
+    min-max normalised (as the published maps were saved), then binarised at ``threshold``
+    (foreground where ``>= threshold``); the mask is foreground where ``gt > 128``. Boundary
+    precision and recall then come from ``relaxed_boundary_precision_recall`` (3×3 erosion,
+    Euclidean distance ``<= tolerance``; the paper does not specify the neighbourhood or the
+    structuring element; ρ = 3 is the paper's), and
+    ``Fβ = (1 + β²) P R / (β² P + R)`` per image, β² = 0.3.
+
+    ``get_results()``: ``relax_boundary_fmeasure`` (the mean over images of the per-image
+    Fβ), ``relax_boundary_precision`` and ``relax_boundary_recall`` (means over images) and
+    ``num_images``. The per-image values stay in ``fmeasures``, ``precisions``, ``recalls``.
+    """
+
+    def __init__(self, tolerance: float = 3, beta2: float = 0.3, threshold: float = 0.5):
+        if tolerance < 0:
+            raise ValueError(f"tolerance must be at least 0 pixels, got {tolerance}")
+        self.tolerance = tolerance
+        self.beta2 = beta2
+        self.threshold = threshold
+        self.precisions: list[float] = []
+        self.recalls: list[float] = []
+        self.fmeasures: list[float] = []
+
+    def step(self, pred, gt) -> None:
+        pred = _as_2d(pred, "pred")
+        gt = _as_2d(gt, "gt")
+        if pred.shape != gt.shape:
+            raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in size")
+        precision, recall = relaxed_boundary_precision_recall(
+            _normalise_prediction(pred) >= self.threshold, gt > 128, self.tolerance
+        )
+        self.precisions.append(precision)
+        self.recalls.append(recall)
+        self.fmeasures.append(_fbeta(precision, recall, self.beta2))
+
+    def get_results(self) -> dict:
+        if not self.fmeasures:
+            raise ValueError("no images were evaluated: call step(pred, gt) first")
+        return {
+            "relax_boundary_fmeasure": float(np.mean(self.fmeasures)),
+            "relax_boundary_precision": float(np.mean(self.precisions)),
+            "relax_boundary_recall": float(np.mean(self.recalls)),
+            "num_images": len(self.fmeasures),
+        }
+
+
 class SODEvaluator:
     """Salient-object metrics over a set of maps, through ``py_sod_metrics``.
 
@@ -46,6 +164,11 @@ class SODEvaluator:
     - ``mae``: mean absolute error (lower is better);
     - ``max_fmeasure``: the maximum over 256 thresholds of the dataset-mean Fβ, β² = 0.3;
     - ``mean_fmeasure``: the mean of that Fβ curve;
+    - ``weighted_fmeasure``: weighted Fβ (Margolin et al., CVPR 2014; ``py_sod_metrics``'
+      ``WeightedFmeasure``), β² = 1 as in the authors' code, mean over images;
+    - ``relax_boundary_fmeasure``: relaxed boundary Fβ (relaxFβᵇ of BASNet and U²-Net),
+      β² = 0.3, boundary tolerance ``boundary_tolerance`` pixels (ρ = 3 in the papers),
+      mean over images; see ``RelaxedBoundaryFmeasure``;
     - ``smeasure``: S-measure (Sα, α = 0.5), structural similarity;
     - ``mean_emeasure``: the mean of the dataset-mean E-measure curve over thresholds
       (what most papers call "Eφ" or "mean E");
@@ -53,8 +176,8 @@ class SODEvaluator:
     - ``num_images``.
     """
 
-    def __init__(self):
-        from py_sod_metrics import MAE, Emeasure, Fmeasure, Smeasure
+    def __init__(self, boundary_tolerance: float = 3):
+        from py_sod_metrics import MAE, Emeasure, Fmeasure, Smeasure, WeightedFmeasure
 
         with warnings.catch_warnings():
             # Fmeasure warns that FmeasureV2 will replace it; it is still the reference one.
@@ -63,6 +186,8 @@ class SODEvaluator:
         self._mae = MAE()
         self._smeasure = Smeasure()
         self._emeasure = Emeasure()
+        self._weighted_fmeasure = WeightedFmeasure()
+        self._relax_boundary_fmeasure = RelaxedBoundaryFmeasure(tolerance=boundary_tolerance)
         self.num_images = 0
 
     def step(self, pred, gt) -> None:
@@ -76,7 +201,14 @@ class SODEvaluator:
                 )
         if pred.shape != gt.shape:
             raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in size")
-        for metric in (self._mae, self._fmeasure, self._smeasure, self._emeasure):
+        for metric in (
+            self._mae,
+            self._fmeasure,
+            self._smeasure,
+            self._emeasure,
+            self._weighted_fmeasure,
+            self._relax_boundary_fmeasure,
+        ):
             metric.step(pred=pred, gt=gt)
         self.num_images += 1
 
@@ -89,6 +221,10 @@ class SODEvaluator:
             "mae": float(self._mae.get_results()["mae"]),
             "max_fmeasure": float(fm_curve.max()),
             "mean_fmeasure": float(fm_curve.mean()),
+            "weighted_fmeasure": float(self._weighted_fmeasure.get_results()["wfm"]),
+            "relax_boundary_fmeasure": self._relax_boundary_fmeasure.get_results()[
+                "relax_boundary_fmeasure"
+            ],
             "smeasure": float(self._smeasure.get_results()["sm"]),
             "mean_emeasure": float(em_curve.mean()),
             "max_emeasure": float(em_curve.max()),
@@ -241,6 +377,7 @@ def evaluate(
     max_batches: int | None = None,
     from_logits: bool | None = None,
     class_names: Sequence[str] | None = None,
+    ignore_index: int | None = None,
 ) -> dict:
     """Run ``model`` over ``dataset`` and return the metrics as a dict.
 
@@ -249,7 +386,8 @@ def evaluate(
             a list, output 0 is evaluated.
         dataset: batches of ``(images, masks)``, ``(images, masks, weights)`` or
             ``(images, (masks, masks, ...))``: a ``tf.data.Dataset`` or any iterable.
-        task: ``"salient"`` (``SODEvaluator``: MAE, Fβ, S, E) or ``"multiclass"``
+        task: ``"salient"`` (``SODEvaluator``: MAE, Fβ, weighted Fβ, relaxed boundary
+            Fβ, S, E) or ``"multiclass"``
             (``ConfusionMatrix``: IoU, pixel accuracy). When None: a model with several
             output channels is multi-class; a one-channel model is salient when the masks
             are floats (soft saliency maps) and two-class when they are integer ids.
@@ -264,6 +402,8 @@ def evaluate(
             The salient-object models output probabilities; U²-Net's multi-class head and
             the multi-class models output logits, for which argmax needs no sigmoid.
         class_names: passed to ``ConfusionMatrix`` for the table.
+        ignore_index: for ``"multiclass"``: pixels whose mask holds this id (e.g. 255) are
+            left out of the confusion matrix. Not used by the salient metrics.
 
     Returns:
         The evaluator's ``get_results()`` plus ``task``, and ``from_logits`` for a
@@ -301,6 +441,11 @@ def evaluate(
                     raise ValueError(
                         f"task='salient' needs a one-channel output; the model gives {channels}"
                     )
+                if ignore_index is not None:
+                    raise ValueError(
+                        "ignore_index applies to task='multiclass'; the salient metrics "
+                        "count every pixel"
+                    )
                 evaluator = SODEvaluator()
             else:
                 if num_classes is None:
@@ -309,7 +454,9 @@ def evaluate(
                     raise ValueError(
                         f"num_classes={num_classes} but the model outputs {channels} channels"
                     )
-                evaluator = ConfusionMatrix(num_classes, class_names=class_names)
+                evaluator = ConfusionMatrix(
+                    num_classes, class_names=class_names, ignore_index=ignore_index
+                )
         if channels == 1:
             probabilities = _sigmoid(outputs[..., 0]) if from_logits else outputs[..., 0]
             if task == "salient":
@@ -337,6 +484,8 @@ _LABELS = {
     "mae": ("MAE", True),
     "max_fmeasure": ("max Fβ (β²=0.3)", False),
     "mean_fmeasure": ("mean Fβ (β²=0.3)", False),
+    "weighted_fmeasure": ("weighted Fβ (β²=1)", False),
+    "relax_boundary_fmeasure": ("relaxed boundary Fβ (β²=0.3, ρ=3)", False),
     "smeasure": ("S-measure Sα", False),
     "mean_emeasure": ("mean E-measure", False),
     "max_emeasure": ("max E-measure", False),
@@ -353,6 +502,18 @@ _ALIASES = {
     "maxfbeta": "max_fmeasure",
     "fmax": "max_fmeasure",
     "meanf": "mean_fmeasure",
+    "wfm": "weighted_fmeasure",
+    "wf": "weighted_fmeasure",
+    "fbw": "weighted_fmeasure",
+    "weightedf": "weighted_fmeasure",
+    "weightedfbeta": "weighted_fmeasure",
+    "relaxf": "relax_boundary_fmeasure",
+    "relaxfb": "relax_boundary_fmeasure",
+    "relaxfbeta": "relax_boundary_fmeasure",
+    "relaxfbetab": "relax_boundary_fmeasure",
+    "relaxboundaryfbeta": "relax_boundary_fmeasure",
+    "relaxedboundaryfbeta": "relax_boundary_fmeasure",
+    "relaxedboundaryfmeasure": "relax_boundary_fmeasure",
     "sm": "smeasure",
     "salpha": "smeasure",
     "smeasure": "smeasure",
