@@ -1,9 +1,30 @@
-"""What the four notebooks share: the smoke switch and where a lesson's data comes from."""
+"""What the four notebooks share: the install cell, the device, the smoke switch, the step cap
+and where a lesson's data comes from."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
+
+# The one place the repository's address is written. The notebooks' first cell (INSTALL_CELL)
+# and the README's Colab links are checked against it by tests/test_install_cell.py.
+REPOSITORY = "https://github.com/seglab/seglab"
+
+# The first code cell of every notebook. It installs only what the course needs (no [dev]
+# extra) and pins the TensorFlow Colab already has, so that pip picks the keras-hub and
+# tensorflow-text that fit it instead of replacing it (keras-hub needs tensorflow-text, which
+# requires one TensorFlow minor version). IPython expands {...} in the %pip line.
+INSTALL_CELL = f"""\
+# In Colab, install seglab (keeping Colab's TensorFlow); elsewhere this cell does nothing.
+import sys
+from importlib.metadata import version
+
+if "google.colab" in sys.modules:
+    %pip install -q "seglab @ git+{REPOSITORY}" "tensorflow=={{version('tensorflow')}}"
+"""
+
+MAX_STEPS_ENV = "SEGLAB_MAX_STEPS"
 
 # The course's sample datasets (in the folder named by SEGLAB_SAMPLE_DATA), by recipe dataset.
 SAMPLE_FOLDERS = {
@@ -17,6 +38,101 @@ SAMPLE_FOLDERS = {
 def smoke_mode() -> bool:
     """True when ``SEGLAB_SMOKE`` asks for the small configuration (the test suite sets it)."""
     return os.environ.get("SEGLAB_SMOKE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def max_steps() -> int | None:
+    """The cap that ``SEGLAB_MAX_STEPS`` sets on training and evaluation steps, or ``None``.
+
+    A rehearsal of the full configuration (full-size model and images, real data pipeline)
+    sets it to a few steps: at most that many training steps in all (one epoch) and at most
+    that many batches in each validation, evaluation or prediction pass (``fit_limits``,
+    ``cap_batches``).
+
+    Raises:
+        ValueError: the variable is set to something else than a positive whole number.
+    """
+    value = os.environ.get(MAX_STEPS_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        steps = int(value)
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        raise ValueError(f"{MAX_STEPS_ENV}={value!r}: expected a positive whole number of steps")
+    return steps
+
+
+def fit_limits(epochs: int, steps_per_epoch: int | None = None) -> dict:
+    """``model.fit`` arguments ``epochs``, ``steps_per_epoch`` and ``validation_steps``, with
+    ``max_steps()`` applied: unchanged without a cap; with a cap of N, one epoch of at most N
+    steps (fewer when ``steps_per_epoch`` is smaller) and at most N validation batches."""
+    cap = max_steps()
+    if cap is None:
+        return {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "validation_steps": None}
+    return {
+        "epochs": min(epochs, 1),
+        "steps_per_epoch": min(cap, steps_per_epoch or cap),
+        "validation_steps": cap,
+    }
+
+
+def cap_batches(batches):
+    """``batches`` (a ``tf.data.Dataset`` or any iterable) cut to ``max_steps()`` batches;
+    unchanged without a cap."""
+    cap = max_steps()
+    if cap is None:
+        return batches
+    if hasattr(batches, "take"):
+        return batches.take(cap)
+    return itertools.islice(batches, cap)
+
+
+def describe_device(print_result: bool = True) -> str:
+    """One paragraph on what this notebook will run on: the GPU(s), or, without one, a warning
+    that the full configuration takes days on a CPU and that the smoke settings exist.
+
+    Returns the text (and prints it unless ``print_result`` is False).
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    gpus = _gpu_names(backend)
+    if gpus:
+        text = (
+            f"GPU: {', '.join(gpus)} (Keras backend {backend}). The full configuration runs "
+            "here; training uses mixed precision on a GPU."
+        )
+    else:
+        text = (
+            f"No GPU found (Keras backend {backend}): this runs on the CPU. The full "
+            "configuration of these lessons takes days on a CPU. For a quick run set SMOKE = True "
+            "in the parameters cell (or SEGLAB_SMOKE=1 before starting Jupyter): small images, "
+            "few pictures, one short epoch. In Colab, choose Runtime > Change runtime type > GPU."
+        )
+    if print_result:
+        print(text)
+    return text
+
+
+def _gpu_names(backend: str) -> list[str]:
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        names = []
+        for device in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(device)
+            names.append(details.get("device_name", device.name))
+        return names
+    if backend == "jax":
+        import jax
+
+        return [device.device_kind for device in jax.devices() if device.platform == "gpu"]
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return []
 
 
 def sample_folder(dataset: str) -> Path | None:
@@ -50,3 +166,21 @@ def load_lesson_data(recipe, data_dir=None, smoke=False):
         )
         return recipe.load_data(synthetic=True)
     return recipe.load_data(None, download=True)
+
+
+def show_source(*objects):
+    """Show the source code of seglab functions or classes in a notebook, highlighted (plain
+    text elsewhere): the lessons read how their models are built from the code that builds
+    them, so the notebook and the package never state an architecture twice."""
+    import inspect
+
+    text = "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Code, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(Code(text, language="python"))
+    else:
+        print(text)

@@ -2,6 +2,7 @@ import functools
 import hashlib
 import http.server
 import io
+import json
 import socket
 import tarfile
 import threading
@@ -289,3 +290,212 @@ def test_google_drive_offline_says_where_to_put_the_archive(monkeypatch, tmp_pat
     message = str(error.value)
     assert "https://drive.google.com/uc?id=FILE_ID" in message
     assert f"put the file at\n  {cache / 'parsing.zip'}\n" in message
+
+
+# --- Download mirror and registered hashes ----------------------------------------------------
+
+ORIGINAL_DUTS_URL = "http://saliencydetection.net/duts/download/DUTS-TE.zip"
+
+
+@pytest.fixture(autouse=True)
+def no_mirror(monkeypatch):
+    """Every test starts without a mirror or registered hashes, whatever the shell has set."""
+    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+    monkeypatch.delenv(download.HASHES_ENV, raising=False)
+    monkeypatch.setattr(download, "_mirror_override", None)
+    monkeypatch.setattr(download, "_registered_hashes", {})
+
+
+def _hashes_file(tmp_path, hashes: dict) -> str:
+    path = tmp_path / "hashes.json"
+    path.write_text(json.dumps(hashes))
+    return str(path)
+
+
+def test_mirror_serves_the_file_under_its_original_name(server, tmp_path, monkeypatch):
+    (server.root / "mirror").mkdir()
+    (server.root / "mirror" / "DUTS-TE.zip").write_bytes(ZIP)
+    monkeypatch.setenv(download.MIRROR_ENV, f"{server.url}/mirror")  # no trailing slash
+    monkeypatch.setenv(download.HASHES_ENV, _hashes_file(tmp_path, {"DUTS-TE.zip": ZIP_SHA256}))
+    cache = tmp_path / "cache"
+
+    folder = download_and_extract(ORIGINAL_DUTS_URL, file_name="DUTS-TE.zip", cache_dir=cache)
+
+    assert server.requests == ["/mirror/DUTS-TE.zip"]
+    assert (folder / "data" / "a.txt").read_bytes() == b"alpha"
+    assert (folder / ".DUTS-TE.zip.extracted").read_text() == f"{server.url}/mirror/DUTS-TE.zip\n"
+
+
+def test_registered_hash_replaces_the_built_in_hash_and_size(server, tmp_path):
+    (server.root / "data.zip").write_bytes(ZIP)
+    download.set_download_mirror(server.url)
+    download.register_file_hash("data.zip", ZIP_SHA256.upper())
+    # The built-in hash and size describe the official file, not the mirror's copy.
+    folder = download_and_extract(
+        "https://example.org/data.zip",
+        file_name="data.zip",
+        cache_dir=tmp_path / "cache",
+        file_hash="0" * 64,
+        size=1,
+    )
+    assert (folder / "data" / "a.txt").read_bytes() == b"alpha"
+    assert server.requests == ["/data.zip"]
+
+
+def test_mirror_file_with_the_wrong_hash_is_removed(server, tmp_path, monkeypatch):
+    (server.root / "DUTS-TE.zip").write_bytes(ZIP)
+    hashes = _hashes_file(tmp_path, {"DUTS-TE.zip": "1" * 64})
+    monkeypatch.setenv(download.MIRROR_ENV, server.url)
+    monkeypatch.setenv(download.HASHES_ENV, hashes)
+    cache = tmp_path / "cache"
+
+    with pytest.raises(ChecksumError) as error:
+        download_and_extract(ORIGINAL_DUTS_URL, file_name="DUTS-TE.zip", cache_dir=cache)
+
+    message = str(error.value)
+    assert f"{server.url}/DUTS-TE.zip" in message
+    assert f"has sha256 {ZIP_SHA256}, expected {'1' * 64}" in message
+    assert f"{download.HASHES_ENV}={hashes}" in message
+    assert "removed" in message
+    assert not (cache / "DUTS-TE.zip").exists()
+    assert not (cache / "DUTS-TE_extracted").exists()
+
+
+def test_file_missing_on_the_mirror_names_the_mirror_and_the_original(server, tmp_path):
+    download.set_download_mirror(f"{server.url}/mirror/")
+    cache = tmp_path / "cache"
+    with pytest.raises(DownloadError) as error:
+        download_and_extract(ORIGINAL_DUTS_URL, file_name="DUTS-TE.zip", cache_dir=cache)
+    message = str(error.value)
+    assert f"could not download {server.url}/mirror/DUTS-TE.zip (" in message
+    assert "404" in message
+    assert "set_download_mirror()" in message
+    assert f"original address is {ORIGINAL_DUTS_URL}" in message
+    assert f"put the file at\n  {cache / 'DUTS-TE.zip'}\n" in message
+    assert not (cache / "DUTS-TE.zip").exists()
+
+
+def test_set_download_mirror_wins_over_the_environment_until_cleared(monkeypatch, tmp_path):
+    monkeypatch.setenv(download.MIRROR_ENV, "http://env.example/files")
+    assert download.download_mirror() == "http://env.example/files/"
+    download.set_download_mirror("https://proxy.example/seglab/")
+    assert download.download_mirror() == "https://proxy.example/seglab/"
+    download.set_download_mirror(None)
+    assert download.download_mirror() == "http://env.example/files/"
+    download.set_download_mirror(tmp_path)  # a local folder
+    assert download.download_mirror() == tmp_path.as_uri() + "/"
+
+
+def test_a_folder_mirror_works_offline(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "stage1_train.zip").write_bytes(ZIP)
+    download.set_download_mirror(str(mirror))
+    folder = download_and_extract(
+        "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip",
+        file_name="stage1_train.zip",
+        cache_dir=tmp_path / "cache",
+    )
+    assert (folder / "data" / "sub" / "b.txt").read_bytes() == b"beta"
+
+
+def test_google_drive_file_comes_from_the_mirror_without_gdown(server, tmp_path, monkeypatch):
+    import gdown
+
+    def no_gdown(*args, **kwargs):
+        raise AssertionError("gdown must not be used with a mirror")
+
+    monkeypatch.setattr(gdown, "download", no_gdown)
+    (server.root / "instance-level-human-parsing.zip").write_bytes(ZIP)
+    monkeypatch.setenv(download.MIRROR_ENV, server.url)
+    download.register_file_hash("instance-level-human-parsing.zip", ZIP_SHA256)
+
+    folder = download_from_google_drive(
+        "FILE_ID", file_name="instance-level-human-parsing.zip", cache_dir=tmp_path / "cache"
+    )
+
+    assert server.requests == ["/instance-level-human-parsing.zip"]
+    assert (folder / "data" / "a.txt").read_bytes() == b"alpha"
+
+
+def test_google_drive_checks_a_registered_hash(fake_gdown, tmp_path):
+    download.register_file_hash("parsing.zip", "2" * 64)
+    with pytest.raises(ChecksumError, match="registered with register_file_hash"):
+        download_from_google_drive("FILE_ID", file_name="parsing.zip", cache_dir=tmp_path / "c")
+
+
+def test_pets_and_duts_downloads_use_the_mirror(server, tmp_path, monkeypatch):
+    from seglab.data import duts, pets
+
+    images = _tar_gz_bytes({"images/Abyssinian_1.jpg": b"jpeg"})
+    annotations = _tar_gz_bytes({"annotations/trainval.txt": b"Abyssinian_1 1 1 1\n"})
+    duts_zip = _zip_bytes({"DUTS-TE/DUTS-TE-Image/a.jpg": b"j", "DUTS-TE/DUTS-TE-Mask/a.png": b"p"})
+    archives = {"images.tar.gz": images, "annotations.tar.gz": annotations, "DUTS-TE.zip": duts_zip}
+    for name, data in archives.items():
+        (server.root / name).write_bytes(data)
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in archives.items()}
+    monkeypatch.setenv(download.HASHES_ENV, _hashes_file(tmp_path, hashes))
+    monkeypatch.setenv(download.MIRROR_ENV, server.url)
+    cache = tmp_path / "cache"
+
+    pets_root = pets.download_oxford_pets(cache)
+    duts_root = duts.download_duts_te(cache)
+
+    assert server.requests == ["/images.tar.gz", "/annotations.tar.gz", "/DUTS-TE.zip"]
+    assert (pets_root / "images" / "Abyssinian_1.jpg").read_bytes() == b"jpeg"
+    assert (pets_root / "annotations" / "trainval.txt").is_file()
+    assert duts_root == cache / "DUTS-TE_extracted" / "DUTS-TE"
+
+
+def test_resolve_download_for_a_cached_weights_file(monkeypatch, tmp_path):
+    name = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    original = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + name
+    plain = download.resolve_download(original, file_name=name, file_hash="a" * 32)
+    assert plain == (original, "a" * 32, None, original, None)
+    assert not plain.mirrored
+
+    monkeypatch.setenv(download.MIRROR_ENV, "http://127.0.0.1:9/m")
+    monkeypatch.setenv(download.HASHES_ENV, _hashes_file(tmp_path, {name: "B" * 64}))
+    mirrored = download.resolve_download(original, file_name=name, file_hash="a" * 32, size=5)
+    assert mirrored.url == f"http://127.0.0.1:9/m/{name}"
+    assert mirrored.file_hash == "b" * 64 and mirrored.size is None
+    assert mirrored.mirrored and mirrored.original_url == original
+
+
+@pytest.mark.parametrize(
+    "mirror, hashes_json, pattern",
+    [
+        ("ftp://host/files", None, "SEGLAB_DOWNLOAD_MIRROR: the download mirror must be"),
+        ("relative/folder", None, "absolute folder path"),
+        (None, "MISSING", "cannot read it"),
+        (None, "{not json", "not valid JSON"),
+        (None, '["a list"]', "expected a JSON object"),
+        (None, '{"x.zip": "abc"}', "the hash of x.zip must be an md5"),
+        (None, '{"a/x.zip": "' + "0" * 64 + '"}', "the key 'a/x.zip' is not a plain"),
+    ],
+)
+def test_bad_mirror_or_hashes_settings_say_what_is_wrong(
+    monkeypatch, tmp_path, mirror, hashes_json, pattern
+):
+    if mirror is not None:
+        monkeypatch.setenv(download.MIRROR_ENV, mirror)
+    if hashes_json is not None:
+        hashes = tmp_path / "hashes.json"
+        if hashes_json != "MISSING":
+            hashes.write_text(hashes_json)
+        monkeypatch.setenv(download.HASHES_ENV, str(hashes))
+        pattern = f"{hashes} \\(named by SEGLAB_DOWNLOAD_HASHES\\): {pattern}"
+    with pytest.raises(ValueError, match=pattern):
+        download.resolve_download("https://example.org/x.zip", file_name="x.zip")
+
+
+def test_bad_register_file_hash_arguments():
+    with pytest.raises(ValueError, match="plain file name"):
+        download.register_file_hash("../x.zip", "0" * 64)
+    with pytest.raises(ValueError, match="md5"):
+        download.register_file_hash("x.zip", "xyz")
+    with pytest.raises(ValueError, match="mirror must be"):
+        download.set_download_mirror("mirror.example.org")
+    download.register_file_hash("x.zip", "0" * 32)
+    download.register_file_hash("x.zip", None)
+    assert download.registered_file_hash("x.zip") is None
