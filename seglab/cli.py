@@ -154,7 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-classes", type=_positive_int, help="check class ids of PaddleSeg / labels folders"
     )
     check.add_argument("--deep", action="store_true", help="decode every image fully")
+    check.add_argument(
+        "--ignore-label",
+        type=_ignore_label,
+        default=255,
+        metavar="N|none",
+        help="mask value of pixels to ignore, allowed in class masks (default 255; none: no value)",
+    )
     return parser
+
+
+def _ignore_label(text: str):
+    return None if text.lower() == "none" else _non_negative_int(text)
 
 
 def _version() -> str:
@@ -353,7 +364,12 @@ def _cmd_predict(args) -> int:
 def _cmd_check(args) -> int:
     from seglab.data.check import check_folder
 
-    report = check_folder(args.data_dir, num_classes=args.num_classes, deep=args.deep)
+    report = check_folder(
+        args.data_dir,
+        num_classes=args.num_classes,
+        deep=args.deep,
+        ignore_label=args.ignore_label,
+    )
     print(report)
     return EXIT_OK if report.ok else EXIT_ERROR
 

@@ -1,7 +1,9 @@
 """Find every problem of a dataset at once, before training starts.
 
 ``check(source)`` reads each pair with PIL in a thread pool and reports unreadable files,
-missing files, image/mask size mismatches and label values outside ``[0, num_classes)``.
+missing files, image/mask size mismatches and label values outside ``[0, num_classes)`` (the
+source's ``ignore_label`` is allowed). Masks that hold only 0 and 255 get a warning: they are
+usually two-class masks saved as 0/255 instead of 0/1.
 ``check_folder(path)`` recognises a dataset folder's layout, loads it and checks it (the
 ``seglab check DATA_DIR`` command).
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seglab.data.sets import DataError, SegmentationSet, TensorSource
+from seglab.data.sets import DEFAULT_IGNORE_LABEL, DataError, SegmentationSet, TensorSource
 
 # What tf.io.decode_image reads; PIL reads more (TIFF...), so check for it.
 PIPELINE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
@@ -34,14 +36,19 @@ class Problem:
 
 @dataclasses.dataclass
 class CheckReport:
-    """What ``check`` found. ``problems`` lists them all; ``label_values`` counts the pixels
-    of each class id seen (after ``label_offset``) in class masks."""
+    """What ``check`` found. ``problems`` lists them all (``ok`` is True without any);
+    ``warnings`` lists what is allowed but probably a mistake (masks holding only 0 and 255).
+    ``label_values`` counts the pixels of each class id seen (after ``label_offset``) in class
+    masks; ``ignored_pixels`` those holding ``ignore_label``, which are not in it."""
 
     name: str
     checked: int = 0
     problems: list[Problem] = dataclasses.field(default_factory=list)
     label_values: dict[int, int] = dataclasses.field(default_factory=dict)
     layout: str | None = None
+    warnings: list[Problem] = dataclasses.field(default_factory=list)
+    ignored_pixels: int = 0
+    ignore_label: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -53,8 +60,12 @@ class CheckReport:
     def merge(self, other: CheckReport) -> None:
         self.checked += other.checked
         self.problems.extend(other.problems)
+        # The train and val lists of one folder give the same warning once.
+        self.warnings.extend(w for w in other.warnings if w not in self.warnings)
         for value, count in other.label_values.items():
             self.label_values[value] = self.label_values.get(value, 0) + count
+        self.ignored_pixels += other.ignored_pixels
+        self.ignore_label = self.ignore_label if other.ignore_label is None else other.ignore_label
 
     def __str__(self) -> str:
         head = f"{self.name}"
@@ -69,6 +80,9 @@ class CheckReport:
         if self.label_values:
             values = ", ".join(f"{v}: {n}" for v, n in sorted(self.label_values.items()))
             lines.append(f"  label values (pixels): {values}")
+        if self.ignored_pixels:
+            lines.append(f"  ignored (label {self.ignore_label}): {self.ignored_pixels} pixels")
+        lines += [f"  warning: {warning}" for warning in self.warnings]
         lines += [f"  {problem}" for problem in self.problems]
         return "\n".join(lines)
 
@@ -137,20 +151,22 @@ def _check_image(path: str, deep: bool) -> tuple[tuple[int, int] | None, list[st
 def _check_pair(
     source: SegmentationSet, image_path: str, mask_path: str, deep: bool, check_labels: bool
 ):
+    """(problems, pixel count per class id, ignored pixel count) of one pair."""
     problems: list[Problem] = []
     counts: dict[int, int] = {}
+    ignored = 0
     image_size, image_problems = _check_image(image_path, deep)
     problems += [Problem(image_path, message) for message in image_problems]
     try:
         mask, mask_format, mask_mode = _read_mask(mask_path, source.mask_kind)
     except FileNotFoundError:
         problems.append(Problem(mask_path, f"mask file not found (for image {image_path})"))
-        return problems, counts
+        return problems, counts, ignored
     except Exception as error:
         problems.append(
             Problem(mask_path, f"corrupt or unreadable mask ({type(error).__name__}: {error})")
         )
-        return problems, counts
+        return problems, counts, ignored
     if mask_format not in PIPELINE_FORMATS:
         problems.append(
             Problem(
@@ -168,9 +184,12 @@ def _check_pair(
             )
         )
     if source.mask_kind == "class":
-        values, pixel_counts = _value_counts(mask)
-        values = values - source.label_offset
-        counts = {int(v): int(n) for v, n in zip(values, pixel_counts, strict=True)}
+        stored, pixel_counts = _value_counts(mask)
+        # The ignore label is a stored value: label_offset does not apply to it.
+        is_ignored = stored == source.ignore_label
+        ignored = int(pixel_counts[is_ignored].sum())
+        values = stored[~is_ignored] - source.label_offset
+        counts = {int(v): int(n) for v, n in zip(values, pixel_counts[~is_ignored], strict=True)}
         bad = values[(values < 0) | (values >= source.num_classes)]
         if check_labels and bad.size:
             offset = (
@@ -178,11 +197,14 @@ def _check_pair(
                 if source.label_offset
                 else ""
             )
+            hint = ""
+            if set(stored.tolist()) == {0, 255}:
+                hint = "; a two-class mask saved as 0/255? Save it as 0/1 (divide it by 255)"
             problems.append(
                 Problem(
                     mask_path,
                     f"label values {_short_list(bad)}{offset} outside [0, {source.num_classes}) "
-                    f"for num_classes={source.num_classes}",
+                    f"for num_classes={source.num_classes}{_ignore_note(source)}{hint}",
                 )
             )
     else:
@@ -193,7 +215,47 @@ def _check_pair(
                     "soft mask stores 0/1, expected 0..255 (is it a class-id mask? use mask_kind='class')",
                 )
             )
-    return problems, counts
+    return problems, counts, ignored
+
+
+def _ignore_note(source: SegmentationSet) -> str:
+    if source.ignore_label is None:
+        return " (ignore_label=None)"
+    return f" (ignore_label={source.ignore_label} is allowed)"
+
+
+_SAVE_AS_0_1 = (
+    "If 255 marks the foreground, save the masks as 0/1 (divide them by 255), or read them "
+    "as saliency masks 0..255 (mask_kind='soft', the images/ + masks/ layout)"
+)
+
+
+def _zero_255_warning(source: SegmentationSet, report: CheckReport, check_labels: bool):
+    """A warning when every mask holds only 0 and 255: two-class masks saved as 0/255 instead
+    of 0/1, the commonest mask mistake. 255 would then be ignored (ignore_label=255), and
+    training would see no class but 0; or, with the labels unchecked, it is out of range.
+    {0, 1, 255} is a two-class set with ignored pixels, and is fine."""
+    if source.mask_kind != "class":
+        return None
+    stored = {value + source.label_offset for value in report.label_values}
+    if report.ignored_pixels:
+        stored.add(source.ignore_label)
+    if stored != {0, 255}:
+        return None
+    where = str(source.root or source.name)
+    if source.ignore_label == 255:
+        return Problem(
+            where,
+            "every mask holds only 0 and 255, and 255 is the ignore label: training would "
+            f"learn class 0 alone. Two-class masks saved as 0/255 instead of 0/1? {_SAVE_AS_0_1}",
+        )
+    if not check_labels:
+        return Problem(
+            where,
+            "every mask holds only 0 and 255: two-class masks saved as 0/255 instead of 0/1? "
+            f"Two classes are stored as 0 and 1. {_SAVE_AS_0_1}",
+        )
+    return None  # 255 is a class, or the out-of-range labels are problems already
 
 
 def _value_counts(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -223,13 +285,14 @@ def check(
 
     Args:
         source: a ``SegmentationSet``; a ``TensorSource`` (already decoded) has nothing to check.
+            Its ``ignore_label`` is an allowed mask value (counted in ``ignored_pixels``).
         deep: fully decode JPEGs (the default decodes them at 1/8 scale, which still finds
             truncated and corrupt files, several times faster).
         check_labels: report class ids outside ``[0, num_classes)``; off when the number of
             classes is unknown (``label_values`` still shows what is there).
         workers: threads reading files; PIL decodes outside the GIL.
     """
-    report = CheckReport(name=source.name)
+    report = CheckReport(name=source.name, ignore_label=source.ignore_label)
     if isinstance(source, TensorSource):
         return report
     if len(source) == 0:
@@ -240,11 +303,15 @@ def check(
         results = pool.map(
             lambda pair: _check_pair(source, pair[0], pair[1], deep, check_labels), source.pairs
         )
-        for problems, counts in results:
+        for problems, counts, ignored in results:
             report.checked += 1
             report.problems.extend(problems)
+            report.ignored_pixels += ignored
             for value, count in counts.items():
                 report.label_values[value] = report.label_values.get(value, 0) + count
+    warning = _zero_255_warning(source, report, check_labels)
+    if warning is not None:
+        report.warnings.append(warning)
     return report
 
 
@@ -295,8 +362,13 @@ def detect_layout(root: str | os.PathLike) -> str:
     )
 
 
-def _load_layout(root: Path, layout: str, num_classes: int | None):
-    """(sets, problems): the loaded sets and the problems their loaders raised."""
+# Loaders need a number of classes; without one the labels are not judged, so any will do.
+_UNJUDGED_NUM_CLASSES = 2
+
+
+def _load_layout(root: Path, layout: str, num_classes: int | None, ignore_label: int | None):
+    """(sets, problems): the loaded sets, with this ``ignore_label`` (and ``num_classes`` when
+    given), and the problems their loaders raised."""
     sets, problems = [], []
 
     def attempt(load, *args, **kwargs):
@@ -307,12 +379,25 @@ def _load_layout(root: Path, layout: str, num_classes: int | None):
             return
         sets.extend(loaded if isinstance(loaded, tuple | list) else [loaded])
 
+    def with_labels(dataset: SegmentationSet) -> SegmentationSet:
+        # Both at once: a loader's own default ignore label may be a class id of num_classes.
+        changes = {"ignore_label": ignore_label}
+        if num_classes is not None and layout in ("paddleseg", "paired_labels"):
+            changes["num_classes"] = num_classes
+        return dataset.replace(**changes)
+
     if layout == "paddleseg":
         from seglab.data.paddleseg import LIST_FILES, load_list_file
 
         for list_file in LIST_FILES:
             if (root / list_file).is_file():
-                attempt(load_list_file, root, list_file, num_classes=num_classes or 256)
+                attempt(
+                    load_list_file,
+                    root,
+                    list_file,
+                    num_classes=_UNJUDGED_NUM_CLASSES,
+                    ignore_label=None,
+                )
     elif layout in ("paired_masks", "paired_labels"):
         from seglab.data.folders import load_paired_folder
 
@@ -326,7 +411,7 @@ def _load_layout(root: Path, layout: str, num_classes: int | None):
                 root,
                 masks="labels",
                 mask_kind="class",
-                num_classes=num_classes or 256,
+                num_classes=_UNJUDGED_NUM_CLASSES,
                 unpaired=unpaired,
             )
         problems.extend(
@@ -340,25 +425,32 @@ def _load_layout(root: Path, layout: str, num_classes: int | None):
             "cihp": ("seglab.data.cihp", "load_cihp"),
         }[layout]
         attempt(getattr(importlib.import_module(module), function), root)
-    return sets, problems
+    return [with_labels(dataset) for dataset in sets], problems
 
 
 def check_folder(
-    root: str | os.PathLike, *, num_classes: int | None = None, deep: bool = False
+    root: str | os.PathLike,
+    *,
+    num_classes: int | None = None,
+    deep: bool = False,
+    ignore_label: int | None = DEFAULT_IGNORE_LABEL,
 ) -> CheckReport:
     """Recognise the layout of ``root`` (see ``LAYOUTS``), load it and check every pair.
 
     Problems the loader finds (missing masks or images, an empty sub-folder, a bad list line)
     are reported with the others. ``num_classes`` is needed to check the class ids of PaddleSeg
-    and ``images/ + labels/`` folders; without it the report lists the values found.
+    and ``images/ + labels/`` folders; without it the report lists the values found. Class
+    masks may also hold ``ignore_label`` (255 by default, as in PaddleSeg; ``None``: no value
+    is ignored). Masks holding only 0 and 255 get a warning (see ``CheckReport.warnings``).
 
     Raises:
         DataError: the folder is missing or empty, or its layout is not understood.
+        ValueError: ``ignore_label`` is a class id.
     """
     root = Path(root)
     layout = detect_layout(root)
     report = CheckReport(name=str(root), layout=LAYOUTS[layout].split(":")[0])
-    sets, problems = _load_layout(root, layout, num_classes)
+    sets, problems = _load_layout(root, layout, num_classes, ignore_label)
     report.problems.extend(problems)
     checks_labels = num_classes is not None or layout not in ("paddleseg", "paired_labels")
     seen: set[tuple[str, str]] = set()

@@ -213,3 +213,112 @@ def test_public_dataset_layouts_are_detected_and_loaded_by_their_module(
     report = check_folder(tmp_path)
     assert calls == [tmp_path]
     assert [p.message.split(" outside")[0] for p in report.problems] == ["label values {4}"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The ignore label (255 by default) and masks saved as 0/255
+
+
+def _labels_folder(root, masks, layout="labels"):
+    """images/ + labels/ (or a PaddleSeg layout with both splits) holding these masks."""
+    for index, mask in enumerate(masks):
+        _save(root / "images" / f"{index}.jpg", _image())
+        _save(root / "labels" / f"{index}.png", mask)
+    if layout == "paddleseg":
+        lines = [f"images/{i}.jpg labels/{i}.png\n" for i in range(len(masks))]
+        (root / "train_list.txt").write_text("".join(lines[1:]))
+        (root / "val_list.txt").write_text(lines[0])
+    return root
+
+
+def _with_border(mask, value=255):
+    mask = mask.copy()
+    mask[0] = value
+    return mask
+
+
+def test_the_ignore_label_is_allowed_and_counted_apart(tmp_path):
+    pair = (_save(tmp_path / "a.jpg", _image()), _save(tmp_path / "a.png", _with_border(_mask())))
+    report = check(_class_set([pair], num_classes=2))
+    assert report.ok, str(report)
+    assert report.ignored_pixels == 20 and report.label_values == {0: 16 * 20 - 20 - 42, 1: 42}
+    assert "ignored (label 255): 20 pixels" in str(report)
+    # With no ignore label, 255 is a label value out of range.
+    strict = check(_class_set([pair], num_classes=2).replace(ignore_label=None))
+    assert [p.message for p in strict.problems] == [
+        "label values {255} outside [0, 2) for num_classes=2 (ignore_label=None)"
+    ]
+
+
+def test_the_ignore_label_is_a_stored_value_and_other_values_stay_errors(tmp_path):
+    # Trimap ids 1..3 (label_offset=1) with 255 borders: 255 is ignored, not class 254.
+    trimap = _with_border(_mask(value=2) + 1)
+    good = (_save(tmp_path / "t.jpg", _image()), _save(tmp_path / "t.png", trimap))
+    bad = (good[0], _save(tmp_path / "bad.png", _with_border(trimap, value=254)))
+    report = check(_class_set([good, bad], num_classes=3, label_offset=1))
+    assert report.ignored_pixels == 20
+    assert [(p.path.rsplit("/", 1)[-1], p.message) for p in report.problems] == [
+        (
+            "bad.png",
+            "label values {253} after subtracting label_offset=1 outside [0, 3) for "
+            "num_classes=3 (ignore_label=255 is allowed)",
+        )
+    ]
+
+
+def test_masks_of_only_0_and_255_get_a_warning_saying_how_to_fix_them(tmp_path):
+    binary = [_mask(value=255), _mask(value=255)]
+    root = _labels_folder(tmp_path / "binary", binary)
+    for num_classes in (None, 2):  # 255 is ignored by default, so it is no error either way
+        report = check_folder(root, num_classes=num_classes)
+        assert report.ok, str(report)
+        assert len(report.warnings) == 1
+        message = report.warnings[0].message
+        assert "every mask holds only 0 and 255, and 255 is the ignore label" in message
+        assert "divide them by 255" in message and "mask_kind='soft'" in message
+        assert f"warning: {report.warnings[0]}" in str(report)
+    # Without an ignore label and without num_classes, still a warning; with num_classes=2,
+    # problems that say the same.
+    report = check_folder(root, ignore_label=None)
+    assert report.ok and "Two classes are stored as 0 and 1" in report.warnings[0].message
+    report = check_folder(root, num_classes=2, ignore_label=None)
+    assert not report.warnings and len(report.problems) == 2
+    assert all(p.message.endswith("divide it by 255)") for p in report.problems)
+
+
+def test_0_1_255_masks_and_other_two_valued_sets_get_no_warning(tmp_path):
+    cases = {
+        "with_ignored": [_with_border(_mask()), _mask()],  # 0, 1 and 255: fine
+        "zero_one": [_mask(), _mask()],
+        "zero_seven": [_mask(value=7), _mask(value=7)],
+    }
+    for name, masks in cases.items():
+        report = check_folder(_labels_folder(tmp_path / name, masks))
+        assert not report.warnings, (name, str(report))
+
+
+def test_train_and_val_lists_warn_once(tmp_path):
+    masks = [_mask(value=255)] * 3
+    report = check_folder(_labels_folder(tmp_path, masks, layout="paddleseg"))
+    assert report.layout.startswith("PaddleSeg") and report.checked == 3
+    assert len(report.warnings) == 1 and report.ignored_pixels == 3 * 42
+
+
+def test_check_folder_refuses_an_ignore_label_that_is_a_class(tmp_path):
+    root = _labels_folder(tmp_path, [_mask()])
+    with pytest.raises(ValueError, match="ignore_label=1 is also a class id for num_classes=3"):
+        check_folder(root, num_classes=3, ignore_label=1)
+
+
+def test_command_line_check_warns_and_takes_ignore_label(tmp_path, capsys):
+    from seglab.cli import main
+
+    root = _labels_folder(tmp_path, [_mask(value=255)])
+    assert main(["check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "no problems" in out and "warning:" in out and "divide them by 255" in out
+    assert main(["check", str(root), "--num-classes", "2", "--ignore-label", "none"]) == 1
+    assert "label values {255} outside [0, 2)" in capsys.readouterr().out
+    assert main(["check", str(root), "--ignore-label", "7"]) == 0
+    assert main(["check", str(root), "--ignore-label", "x"]) == 2
+    assert "--ignore-label" in capsys.readouterr().err

@@ -7,7 +7,13 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from seglab.data.sets import DataError, SegmentationSet, _join_problems, pair_by_stem
+from seglab.data.sets import (
+    DEFAULT_IGNORE_LABEL,
+    DataError,
+    SegmentationSet,
+    _join_problems,
+    pair_by_stem,
+)
 
 LIST_FILES = ("train_list.txt", "val_list.txt", "test_list.txt")
 
@@ -18,9 +24,11 @@ def load_list_file(
     num_classes: int,
     class_names: Sequence[str] = (),
     label_offset: int = 0,
+    ignore_label: int | None = DEFAULT_IGNORE_LABEL,
 ) -> SegmentationSet:
     """Read a PaddleSeg list file: one ``image_path label_path`` pair per line, relative to
-    ``root`` (absolute paths are kept). Blank lines are skipped.
+    ``root`` (absolute paths are kept). Blank lines are skipped. Label value ``ignore_label``
+    marks pixels to ignore, 255 as in PaddleSeg (its ``ignore_index``); ``None`` for none.
 
     Raises:
         DataError: naming the list file and line of every malformed line, and every listed
@@ -59,15 +67,20 @@ def load_list_file(
         label_offset=label_offset,
         class_names=tuple(class_names),
         root=str(root),
+        ignore_label=ignore_label,
     )
 
 
 def load_paddleseg(
-    root: str | os.PathLike, num_classes: int = 2, class_names: Sequence[str] = ()
+    root: str | os.PathLike,
+    num_classes: int = 2,
+    class_names: Sequence[str] = (),
+    ignore_label: int | None = DEFAULT_IGNORE_LABEL,
 ) -> tuple[SegmentationSet, SegmentationSet]:
-    """``(train, val)`` from ``root/train_list.txt`` and ``root/val_list.txt``."""
+    """``(train, val)`` from ``root/train_list.txt`` and ``root/val_list.txt``; label value
+    ``ignore_label`` (PaddleSeg's 255) marks pixels to ignore, ``None`` for none."""
     return tuple(
-        load_list_file(root, name, num_classes, class_names)
+        load_list_file(root, name, num_classes, class_names, ignore_label=ignore_label)
         for name in ("train_list.txt", "val_list.txt")
     )
 

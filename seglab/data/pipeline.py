@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import io
 import random
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -216,10 +217,16 @@ def _common_mask_encoding(mask_paths) -> str | None:
 # Resize, augment, normalise: shared by files and decoded tensors
 
 
-def _convert_mask(mask, mask_kind, label_offset):
-    """Stored values → class ids (``int32``, offset subtracted) or soft ``float32`` in [0, 1]."""
+def _convert_mask(mask, mask_kind, label_offset, ignore_label=None):
+    """Stored values → class ids (``int32``, offset subtracted) or soft ``float32`` in [0, 1].
+
+    Pixels storing ``ignore_label`` keep that value: the offset would turn 255 into 254.
+    """
     if mask_kind == "class":
-        return tf.cast(mask, tf.int32) - label_offset
+        ids = tf.cast(mask, tf.int32)
+        if ignore_label is None or not label_offset:
+            return ids - label_offset
+        return tf.where(ids == ignore_label, ids, ids - label_offset)
     return tf.clip_by_value(tf.cast(mask, tf.float32) / 255.0, 0.0, 1.0)
 
 
@@ -321,17 +328,24 @@ def _normalized_class_weights(class_weights: Sequence[float]) -> np.ndarray:
     return weights / weights.sum()
 
 
-def add_sample_weights(class_weights: Sequence[float]) -> Callable:
+def add_sample_weights(class_weights: Sequence[float], ignore_label: int | None = None) -> Callable:
     """A ``Dataset.map`` function ``(images, masks) -> (images, masks, weights)``.
 
     As in the TensorFlow segmentation tutorial: the class weights are normalised to sum to 1
     and each pixel gets the weight of its label, ``float32`` with the mask's shape. The result
-    can go straight to ``model.fit``, which multiplies each pixel's loss by its weight.
+    can go straight to ``model.fit``, which multiplies each pixel's loss by its weight. Pixels
+    labelled ``ignore_label`` get weight 0.
     """
     weights = tf.constant(_normalized_class_weights(class_weights))
 
     def add_weights(images, masks):
-        return images, masks, tf.gather(weights, tf.cast(masks, tf.int32))
+        labels = tf.cast(masks, tf.int32)
+        if ignore_label is None:
+            return images, masks, tf.gather(weights, labels)
+        # tf.gather fails on CPU for an id past the table (and gives 0 on GPU): look up 0.
+        ignored = labels == ignore_label
+        pixel_weights = tf.gather(weights, tf.where(ignored, 0, labels))
+        return images, masks, tf.where(ignored, 0.0, pixel_weights)
 
     return add_weights
 
@@ -344,7 +358,8 @@ def class_frequencies(
     ``source`` is a ``SegmentationSet`` or ``TensorSource`` of class masks, counted at their
     stored size after ``label_offset``; or any iterable of masks or ``(images, masks, ...)``
     batches, such as a dataset from ``make_dataset`` (then ``num_classes`` is needed). Pixels
-    outside ``[0, num_classes)`` are not counted.
+    outside ``[0, num_classes)`` are not counted, ignored ones (``ignore_label``, never a class
+    id) among them.
     """
     offset = 0
     if isinstance(source, SegmentationSet | TensorSource):
@@ -410,16 +425,19 @@ def make_dataset(
         cache: ``True`` keeps the decoded, resized examples in memory; a string caches them in
             that file. Augmentation comes after the cache, so it still changes every epoch
             (its zoom-crop is then taken from the resized image, not the full-size one).
-        class_weights: one weight per class; adds per-pixel weights as a third element.
+        class_weights: one weight per class; adds per-pixel weights as a third element
+            (0 for pixels labelled ``source.ignore_label``).
         num_outputs: for deep supervision, the mask is repeated as a tuple of this length.
         drop_remainder: drop the last, smaller batch.
         repeat: repeat forever (give ``steps_per_epoch`` to ``fit``).
         validate: check the files first (see ``seglab.data.check``) and raise a ``DataError``
-            naming every bad file, instead of failing in the middle of training.
+            naming every bad file, instead of failing in the middle of training; the check's
+            warnings (masks holding only 0 and 255) become ``UserWarning``s.
 
     Yields:
         ``(images, masks)`` or ``(images, masks, weights)``: images ``float32 (B, H, W, 3)``;
-        masks ``int32 (B, H, W, 1)`` (class) or ``float32`` in [0, 1] (soft); weights
+        masks ``int32 (B, H, W, 1)`` (class ids, and ``source.ignore_label`` where the stored
+        mask holds it) or ``float32`` in [0, 1] (soft); weights
         ``float32 (B, H, W, 1)``. With ``num_outputs > 1`` masks (and weights) are tuples.
     """
     size = _image_size(image_size)
@@ -446,7 +464,10 @@ def make_dataset(
         if validate:
             from seglab.data.check import check
 
-            check(source).raise_if_problems()
+            report = check(source)
+            report.raise_if_problems()
+            for warning in report.warnings:  # e.g. masks holding only 0 and 255
+                warnings.warn(f"{source.name}: {warning}", UserWarning, stacklevel=2)
         count = len(source)
         dataset = tf.data.Dataset.from_tensor_slices(
             (list(source.image_paths), list(source.mask_paths))
@@ -464,11 +485,11 @@ def make_dataset(
             f"source must be a SegmentationSet or TensorSource, got {type(source).__name__}"
         )
 
-    mask_kind, offset = source.mask_kind, source.label_offset
+    mask_kind, offset, ignore_label = source.mask_kind, source.label_offset, source.ignore_label
 
     def prepare(*example):
         image, mask = decode(*example) if decode else example
-        return image, _convert_mask(mask, mask_kind, offset)
+        return image, _convert_mask(mask, mask_kind, offset, ignore_label)
 
     def shuffle_repeat_randomize(dataset):
         if shuffle:
@@ -525,7 +546,9 @@ def make_dataset(
             )
 
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    weights = add_sample_weights(class_weights) if class_weights is not None else None
+    weights = None
+    if class_weights is not None:
+        weights = add_sample_weights(class_weights, ignore_label)
 
     def finish(images, masks):
         images = normalize(images, normalization)

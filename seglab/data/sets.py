@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Literal
 
 MaskKind = Literal["class", "soft"]
+
+# PaddleSeg's and MMSegmentation's "ignore" value: pixels storing it count in no loss or metric.
+DEFAULT_IGNORE_LABEL = 255
 
 
 class DataError(ValueError):
@@ -29,6 +33,13 @@ class SegmentationSet:
         label_offset: subtracted from stored mask values (the pet trimaps store 1, 2, 3).
         class_names: optional, one name per class.
         root: the dataset folder, for messages.
+        ignore_label: the stored mask value of pixels to ignore (unlabelled, borders): they
+            pass the label check, keep this value through the pipeline (``label_offset`` does
+            not apply to it), get sample weight 0 and count in no loss or metric given the
+            same value (``ignore_class=`` in Keras). ``None``: no value is ignored. Another
+            value may not be a class id, stored or after ``label_offset``; 255 (the default)
+            that is one (256 classes or more) becomes ``None``. Class masks only: soft sets
+            always have ``None``.
     """
 
     name: str
@@ -38,6 +49,7 @@ class SegmentationSet:
     label_offset: int = 0
     class_names: tuple[str, ...] = ()
     root: str | None = None
+    ignore_label: int | None = DEFAULT_IGNORE_LABEL
 
     def __post_init__(self):
         if self.mask_kind not in ("class", "soft"):
@@ -49,6 +61,7 @@ class SegmentationSet:
                 f"{len(self.class_names)} class names given for {self.num_classes} classes"
             )
         object.__setattr__(self, "pairs", tuple((str(i), str(m)) for i, m in self.pairs))
+        object.__setattr__(self, "ignore_label", _valid_ignore_label(self))
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -98,6 +111,7 @@ class TensorSource:
     ``dataset`` is a ``tf.data.Dataset`` of ``(image, mask)``: ``uint8 (H, W, 3)`` and the mask
     as stored, ``uint8 (H, W, 1)`` (``label_offset`` not yet applied). ``make_dataset`` treats
     it exactly like decoded files, so both routes give identical tensors for the same image.
+    ``ignore_label`` is as in ``SegmentationSet``.
     """
 
     name: str
@@ -107,11 +121,39 @@ class TensorSource:
     label_offset: int = 0
     class_names: tuple[str, ...] = ()
     size: int | None = None
+    ignore_label: int | None = DEFAULT_IGNORE_LABEL
+
+    def __post_init__(self):
+        object.__setattr__(self, "ignore_label", _valid_ignore_label(self))
 
     def __len__(self) -> int:
         if self.size is None:
             raise TypeError(f"{self.name}: size unknown")
         return self.size
+
+
+def _valid_ignore_label(source) -> int | None:
+    """The source's ignore label as an ``int``, or ``None`` for soft masks and for the default
+    255 when it is a class id; ValueError when it is negative or (another value) a class id,
+    stored or after ``label_offset``."""
+    ignore = source.ignore_label
+    if source.mask_kind == "soft" or ignore is None:
+        return None
+    if isinstance(ignore, bool) or not isinstance(ignore, Integral) or ignore < 0:
+        raise ValueError(
+            f"{source.name}: ignore_label must be None or a mask value >= 0, got {ignore!r}"
+        )
+    ignore, offset, count = int(ignore), source.label_offset, source.num_classes
+    if 0 <= ignore < count or offset <= ignore < offset + count:
+        if ignore == DEFAULT_IGNORE_LABEL:
+            return None  # a set of 256 classes or more: 255 is one of them
+        stored = f" (stored as {offset}..{offset + count - 1})" if offset else ""
+        raise ValueError(
+            f"{source.name}: ignore_label={ignore} is also a class id for "
+            f"num_classes={count}{stored}; pass ignore_label=None (no ignored pixels) or a "
+            f"value no class uses"
+        )
+    return ignore
 
 
 def pair_by_stem(

@@ -3,7 +3,9 @@
 Deep supervision is explicit: compile with one loss per output (``deep_supervision_loss``)
 and a dataset whose target is repeated per output (``make_dataset(num_outputs=...)``).
 Multi-class losses with per-pixel sample weights are Keras' own
-``keras.losses.SparseCategoricalCrossentropy(from_logits=True)``, which honours them.
+``keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255)``, which
+honours them and leaves the pixels of the dataset's ``ignore_label`` (255 by default) out of
+the mean.
 """
 
 from seglab.losses.basnet import BASNetHybridLoss, soft_iou

@@ -7,7 +7,8 @@ explicitly: one loss per output, a weight per output, and a dataset that repeats
     model.compile(optimizer="adam", **u2net_loss("salient"))
 
 Per-pixel sample weights (``make_dataset(..., class_weights=...)``) need no special loss: Keras'
-``SparseCategoricalCrossentropy`` already multiplies them in pixel by pixel (see
+``SparseCategoricalCrossentropy`` already multiplies them in pixel by pixel, and its
+``ignore_class`` leaves the pixels of a dataset's ``ignore_label`` out of the mean (see
 ``seglab/losses/crossentropy_test.py``).
 """
 
@@ -16,6 +17,9 @@ import numbers
 import keras
 
 U2NET_NUM_OUTPUTS = 7
+# seglab.data's default ignore_label (PaddleSeg's ignore_index), restated so that the losses
+# stay independent of the data package.
+DEFAULT_IGNORE_LABEL = 255
 
 
 def deep_supervision_loss(base_loss, num_outputs, weights=None):
@@ -47,7 +51,7 @@ def deep_supervision_loss(base_loss, num_outputs, weights=None):
     return {"loss": [base_loss] * num_outputs, "loss_weights": [float(w) for w in weights]}
 
 
-def u2net_loss(head="salient", weights=None):
+def u2net_loss(head="salient", weights=None, ignore_label=DEFAULT_IGNORE_LABEL):
     """The U²-Net training loss for the model's ``head``, as ``model.compile`` arguments.
 
     - ``"salient"``: binary cross-entropy on the probabilities of the fused map and the six
@@ -55,15 +59,22 @@ def u2net_loss(head="salient", weights=None):
     - ``"multiclass"``: sparse categorical cross-entropy from logits on all seven outputs,
       summed with ``weights`` (the PaddleSeg adaptation); targets are class ids
       ``(B, H, W, 1)``; per-pixel class weights come in as the dataset's sample weights.
+      Pixels labelled ``ignore_label`` count in no output's loss, which is the mean over the
+      other pixels.
 
     Args:
         head: ``"salient"`` or ``"multiclass"``, as given to ``u2net``/``u2netp``.
         weights: seven weights (fused map first); ``None`` means all 1.
+        ignore_label: the target value of pixels to leave out (the dataset's
+            ``ignore_label``, 255 by default as in PaddleSeg); ``None`` for none. Only the
+            multi-class head has one: saliency masks have no ignored pixels.
     """
     if head == "salient":
         base_loss = keras.losses.BinaryCrossentropy()
     elif head == "multiclass":
-        base_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        base_loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, ignore_class=ignore_label
+        )
     else:
         raise ValueError(f"head must be 'salient' or 'multiclass', got {head!r}")
     return deep_supervision_loss(base_loss, U2NET_NUM_OUTPUTS, weights)

@@ -115,3 +115,42 @@ def test_one_pixel_weight_tensor_serves_all_outputs_in_a_tf_data_pipeline():
 
     expected = sum(_numpy_sparse_ce(target, z, pixel_weights) for z in logits)
     np.testing.assert_allclose(total, expected, rtol=1e-5)
+
+
+def _numpy_sparse_ce_ignoring(target, logits, pixel_weights, ignore=255):
+    """Weighted per-pixel cross-entropy over the pixels not labelled ``ignore``, / their count."""
+    valid = target != ignore
+    per_pixel = -np.take_along_axis(
+        logits - np.log(np.exp(logits).sum(-1, keepdims=True)), np.where(valid, target, 0), -1
+    )
+    return (per_pixel * pixel_weights)[valid].sum() / valid.sum()
+
+
+def test_multiclass_deep_supervision_leaves_ignored_pixels_out_of_every_output():
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(3)
+    logits = tuple(rng.normal(0, 2, (B, H, W, 3)).astype("float32") for _ in range(7))
+    target = rng.integers(0, 3, (B, H, W, 1)).astype("int32")
+    target[:, :2] = 255  # ignored rows in both images
+    pixel_weights = np.where(target == 255, 0.0, rng.uniform(0, 3, target.shape)).astype("float32")
+    weights = [1.0, 0.5, 0.5, 0.25, 0.25, 0.0, 2.0]
+
+    loss_arguments = u2net_loss("multiclass", weights)
+    assert loss_arguments["loss"][0].get_config()["ignore_class"] == 255
+    model = _pass_through_model(7, 3)
+    model.compile(**loss_arguments)
+    dataset = tf.data.Dataset.from_tensors((logits, (target,) * 7, pixel_weights))
+    results = model.evaluate(dataset, verbose=0, return_dict=True)
+
+    per_output = [_numpy_sparse_ce_ignoring(target, z, pixel_weights) for z in logits]
+    np.testing.assert_allclose(results["out3_loss"], per_output[3], rtol=1e-5)
+    np.testing.assert_allclose(
+        results["loss"], sum(w * v for w, v in zip(weights, per_output, strict=True)), rtol=1e-5
+    )
+    # Averaged over all pixels instead, each output's loss would be a third smaller.
+    assert per_output[3] * (target != 255).mean() < 0.8 * results["out3_loss"]
+
+
+def test_ignore_label_can_be_changed_or_turned_off():
+    assert u2net_loss("multiclass", ignore_label=None)["loss"][0].ignore_class is None
+    assert u2net_loss("multiclass", ignore_label=7)["loss"][0].ignore_class == 7

@@ -1,8 +1,9 @@
 """Metrics for ``model.compile``: Keras' own where they fit, two small additions where not.
 
-Keras already covers the multi-class case: ``keras.metrics.MeanIoU(num_classes,
-sparse_y_pred=False)`` and ``keras.metrics.SparseCategoricalAccuracy`` argmax the logits
-(or probabilities), and ``keras.metrics.MeanAbsoluteError`` is the saliency MAE.
+Keras already covers most of the multi-class case: ``keras.metrics.MeanIoU(num_classes,
+sparse_y_pred=False, ignore_class=255)`` argmaxes the logits (or probabilities) and leaves out
+the pixels of the ignore label, and ``keras.metrics.MeanAbsoluteError`` is the saliency MAE.
+``keras.metrics.SparseCategoricalAccuracy`` has no ignore label: ``SparsePixelAccuracy`` adds it.
 
 What Keras lacks is the one-channel case with *soft* targets: saliency masks resized
 bilinearly hold values between 0 and 1, and ``keras.metrics.BinaryIoU`` casts them to int
@@ -16,7 +17,11 @@ keras.ops only: these run under every Keras backend.
 import keras
 from keras import ops
 
-__all__ = ["BinaryMeanIoU", "BinaryPixelAccuracy", "segmentation_metrics"]
+__all__ = ["BinaryMeanIoU", "BinaryPixelAccuracy", "SparsePixelAccuracy", "segmentation_metrics"]
+
+# seglab.data's default ignore_label (PaddleSeg's ignore_index), restated so that the metrics
+# stay independent of the data package.
+DEFAULT_IGNORE_LABEL = 255
 
 
 def _binarize(y_true, y_pred, target_threshold, from_logits):
@@ -107,7 +112,47 @@ class BinaryPixelAccuracy(keras.metrics.BinaryAccuracy):
         }
 
 
-def segmentation_metrics(num_classes, from_logits=None, threshold=0.5, num_outputs=1):
+@keras.saving.register_keras_serializable(package="seglab")
+class SparsePixelAccuracy(keras.metrics.SparseCategoricalAccuracy):
+    """Fraction of pixels whose argmaxed prediction equals the class id, pixels labelled
+    ``ignore_class`` left out.
+
+    ``keras.metrics.SparseCategoricalAccuracy`` counts those pixels as wrong. Here they get
+    sample weight 0 (times any sample weight given), like ``ignore_class`` in
+    ``keras.metrics.MeanIoU`` and ``keras.losses.SparseCategoricalCrossentropy``. A batch made
+    only of ignored pixels leaves the accuracy as it was.
+    """
+
+    def __init__(self, ignore_class=None, name="pixel_accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.ignore_class = ignore_class
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if self.ignore_class is not None:
+            y_true = ops.convert_to_tensor(y_true)
+            valid = ops.not_equal(y_true, ops.cast(self.ignore_class, y_true.dtype))
+            if len(y_true.shape) == len(y_pred.shape):  # (B, H, W, 1) targets
+                valid = ops.squeeze(valid, -1)
+            valid = ops.cast(valid, self.dtype)
+            if sample_weight is not None:
+                sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), self.dtype)
+                if len(sample_weight.shape) == len(valid.shape) + 1:
+                    sample_weight = ops.squeeze(sample_weight, -1)
+                valid = valid * sample_weight
+            sample_weight = valid
+        return super().update_state(y_true, y_pred, sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": self.ignore_class}
+
+
+def segmentation_metrics(
+    num_classes,
+    from_logits=None,
+    threshold=0.5,
+    num_outputs=1,
+    ignore_label=DEFAULT_IGNORE_LABEL,
+):
     """The metrics the course compiles with, named alike for every model.
 
     Args:
@@ -119,6 +164,9 @@ def segmentation_metrics(num_classes, from_logits=None, threshold=0.5, num_outpu
         threshold: probability threshold for the one-channel metrics.
         num_outputs: the model's number of outputs (deep supervision). The metrics watch
             output 0 only; the other outputs get none.
+        ignore_label: for ``num_classes > 1``, the target value of pixels that count in
+            neither metric (the dataset's ``ignore_label``, 255 by default as in PaddleSeg);
+            ``None`` for none. One-channel (saliency) targets have no ignored pixels.
 
     Returns:
         For one output, a list: ``pixel_accuracy``, ``mean_iou`` (and ``mae`` for
@@ -139,8 +187,13 @@ def segmentation_metrics(num_classes, from_logits=None, threshold=0.5, num_outpu
             metrics.append(keras.metrics.MeanAbsoluteError(name="mae"))
     else:
         metrics = [
-            keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
-            keras.metrics.MeanIoU(num_classes=num_classes, sparse_y_pred=False, name="mean_iou"),
+            SparsePixelAccuracy(ignore_class=ignore_label, name="pixel_accuracy"),
+            keras.metrics.MeanIoU(
+                num_classes=num_classes,
+                sparse_y_pred=False,
+                ignore_class=ignore_label,
+                name="mean_iou",
+            ),
         ]
     if num_outputs == 1:
         return metrics

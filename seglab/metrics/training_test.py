@@ -7,7 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-from seglab.metrics.training import BinaryMeanIoU, BinaryPixelAccuracy, segmentation_metrics
+from seglab.metrics.training import (
+    BinaryMeanIoU,
+    BinaryPixelAccuracy,
+    SparsePixelAccuracy,
+    segmentation_metrics,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -99,6 +104,76 @@ def test_segmentation_metrics_sets():
         segmentation_metrics(0)
 
 
+def _numpy_accuracy_and_mean_iou(target, logits, num_classes, ignore=255):
+    truth = target.reshape(-1)
+    predicted = logits.argmax(-1).reshape(-1)
+    valid = truth != ignore
+    truth, predicted = truth[valid], predicted[valid]
+    matrix = np.zeros((num_classes, num_classes))
+    np.add.at(matrix, (truth, predicted), 1)
+    union = matrix.sum(0) + matrix.sum(1) - np.diag(matrix)
+    return np.mean(truth == predicted), np.mean(np.diag(matrix)[union > 0] / union[union > 0])
+
+
+def _batch_with_ignored_pixels():
+    logits = RNG.normal(size=(2, 6, 6, 3)).astype("float32")
+    target = RNG.integers(0, 3, size=(2, 6, 6, 1)).astype("int32")
+    target[0, :3] = 255
+    target[1, :, :2] = 255
+    return target, logits
+
+
+def test_multiclass_metrics_leave_ignored_pixels_out():
+    target, logits = _batch_with_ignored_pixels()
+    accuracy, mean_iou = segmentation_metrics(num_classes=3)  # ignore_label=255 by default
+    accuracy.update_state(target, logits)
+    mean_iou.update_state(target, logits)
+    expected_accuracy, expected_iou = _numpy_accuracy_and_mean_iou(target, logits, 3)
+    assert float(accuracy.result()) == pytest.approx(expected_accuracy, abs=1e-6)
+    assert float(mean_iou.result()) == pytest.approx(expected_iou, abs=1e-5)
+    # Keras' own accuracy counts the ignored pixels as wrong.
+    plain = keras.metrics.SparseCategoricalAccuracy()
+    plain.update_state(target, logits)
+    assert float(plain.result()) < expected_accuracy - 0.1
+
+
+def test_pixel_accuracy_combines_ignored_pixels_with_sample_weights():
+    target, logits = _batch_with_ignored_pixels()
+    weights = RNG.uniform(0, 2, size=target.shape).astype("float32")
+    metric = SparsePixelAccuracy(ignore_class=255)
+    metric.update_state(target, logits, sample_weight=weights)
+    kept = np.where(target == 255, 0.0, weights)[..., 0]
+    correct = logits.argmax(-1) == target[..., 0]
+    assert float(metric.result()) == pytest.approx((correct * kept).sum() / kept.sum(), abs=1e-6)
+    # Targets without the channel axis work too; a batch of ignored pixels alone changes nothing.
+    metric.reset_state()
+    metric.update_state(target[..., 0], logits)
+    before = float(metric.result())
+    metric.update_state(np.full_like(target, 255), logits)
+    assert float(metric.result()) == pytest.approx(before, abs=1e-7)
+
+
+def test_ignore_label_none_or_another_value():
+    accuracy, mean_iou = segmentation_metrics(3, ignore_label=None)
+    assert accuracy.ignore_class is None and mean_iou.ignore_class is None
+    accuracy, mean_iou = segmentation_metrics(3, ignore_label=9, num_outputs=2)[0]
+    assert accuracy.ignore_class == 9 and mean_iou.ignore_class == 9
+
+
+def test_compiled_multiclass_metrics_and_loss_skip_ignored_pixels():
+    target, logits = _batch_with_ignored_pixels()
+    inputs = keras.Input((6, 6, 3))
+    model = keras.Model(inputs, keras.layers.Identity()(inputs))
+    model.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255),
+        metrics=segmentation_metrics(3),
+    )
+    results = model.evaluate(logits, target, verbose=0, return_dict=True)
+    expected_accuracy, expected_iou = _numpy_accuracy_and_mean_iou(target, logits, 3)
+    assert results["pixel_accuracy"] == pytest.approx(expected_accuracy, abs=1e-6)
+    assert results["mean_iou"] == pytest.approx(expected_iou, abs=1e-5)
+
+
 @pytest.mark.parametrize(
     "metric",
     [
@@ -111,6 +186,13 @@ def test_config_round_trip(metric):
     assert type(restored) is type(metric)
     assert restored.get_config() == metric.get_config()
     assert restored.threshold == 0.3 and restored.from_logits and restored.target_threshold == 0.6
+
+
+def test_sparse_pixel_accuracy_config_round_trip():
+    metric = SparsePixelAccuracy(ignore_class=7, name="acc")
+    restored = keras.metrics.deserialize(keras.metrics.serialize(metric))
+    assert type(restored) is SparsePixelAccuracy
+    assert restored.ignore_class == 7 and restored.name == "acc"
 
 
 def test_fit_with_deep_supervision_and_keras_file(tmp_path):
