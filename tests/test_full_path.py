@@ -95,15 +95,20 @@ def mirror(mirror_dir):
 
 
 @pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory):
-    """Random-initialised stand-ins of the ImageNet files the lessons load."""
-    from seglab.testing.weights import write_random_imagenet_weights
+def imagenet_stand_in(tmp_path_factory):
+    """``get(backbone, input_shape)``: the path of a random-initialised stand-in of that
+    ImageNet file, written on first use."""
+    from seglab.testing.weights import imagenet_file_name, write_random_imagenet_weights
 
     folder = tmp_path_factory.mktemp("weights")
-    needed = {spec for lesson in LESSONS.values() for spec in lesson["weights"]}
-    for backbone, input_shape in sorted(needed):
-        write_random_imagenet_weights(folder, backbone, input_shape)
-    return folder
+
+    def get(backbone, input_shape):
+        path = folder / imagenet_file_name(backbone, input_shape)
+        return (
+            path if path.is_file() else write_random_imagenet_weights(folder, backbone, input_shape)
+        )
+
+    return get
 
 
 def _hashes_file(folder: Path, files) -> Path:
@@ -117,11 +122,11 @@ def _hashes_file(folder: Path, files) -> Path:
 
 
 class NotebookFailed(AssertionError):
-    pass
+    """A notebook cell failed or the time ran out; ``str()`` names the cell and the error."""
 
 
-def _inject_parameters(notebook, values: dict) -> None:
-    """Add a cell after the one tagged ``parameters`` (as papermill does)."""
+def _inject_parameters(notebook, values: dict) -> int:
+    """Add a cell after the one tagged ``parameters`` (as papermill does); returns its index."""
     import nbformat
 
     source = "\n".join(f"{name} = {value!r}" for name, value in values.items())
@@ -129,20 +134,23 @@ def _inject_parameters(notebook, values: dict) -> None:
     for index, existing in enumerate(notebook.cells):
         if "parameters" in existing.get("metadata", {}).get("tags", []):
             notebook.cells.insert(index + 1, cell)
-            return
+            return index + 1
     raise NotebookFailed("the notebook has no cell tagged 'parameters'")
 
 
 def run_notebook(path: Path, workdir: Path, parameters: dict, time_limit: float):
     """Run ``path`` top to bottom in a fresh kernel (this process's environment) within
-    ``time_limit`` seconds. Returns ``(executed notebook, [(cell index, seconds)])``; raises
-    ``NotebookFailed`` naming the cell and the error."""
+    ``time_limit`` seconds; the executed notebook is written to ``workdir``.
+
+    Returns ``[(cell index, seconds)]`` of the code cells. Raises ``NotebookFailed`` naming the
+    cell, its first line and the error, with the times of the cells that ran.
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     notebook = nbformat.read(path, as_version=4)
-    _inject_parameters(notebook, parameters)
+    injected = _inject_parameters(notebook, parameters)
     client = NotebookClient(
         notebook,
         timeout=int(time_limit),
@@ -150,48 +158,47 @@ def run_notebook(path: Path, workdir: Path, parameters: dict, time_limit: float)
         resources={"metadata": {"path": str(workdir)}},
     )
     started = time.monotonic()
-    timings = []
+    timings, failure = [], None
     with client.setup_kernel():
-        for index, cell in enumerate(notebook.cells):
+        for position, cell in enumerate(notebook.cells):
             if cell.cell_type != "code":
                 continue
+            # Messages give the index in the notebook file, without the injected cell.
+            index = position - (position > injected)
             remaining = time_limit - (time.monotonic() - started)
             if remaining <= 0:
-                raise NotebookFailed(
-                    _where(path, index, cell, f"the {time_limit:.0f} s limit ran out before it")
-                )
+                failure = _where(path, index, cell, "not started: the time limit ran out")
+                break
             client.timeout = max(1, int(remaining))
             cell_start = time.monotonic()
             try:
-                client.execute_cell(cell, index)
+                client.execute_cell(cell, position)
             except CellExecutionError as error:
-                reason = f"{error.ename}: {error.evalue}"
-                raise NotebookFailed(_where(path, index, cell, reason) + _tail(error)) from None
+                failure = _where(path, index, cell, f"{error.ename}: {error.evalue}") + _tail(error)
             except CellTimeoutError:
-                elapsed = time.monotonic() - started
-                raise NotebookFailed(
-                    _where(
-                        path,
-                        index,
-                        cell,
-                        f"still running when the {time_limit:.0f} s limit "
-                        f"ran out ({elapsed:.0f} s in all)",
-                    )
-                ) from None
+                failure = _where(
+                    path, index, cell, f"still running at the {time_limit:.0f} s limit"
+                )
             except DeadKernelError as error:
-                raise NotebookFailed(
-                    _where(path, index, cell, f"the kernel died ({error})")
-                ) from None
-            timings.append((index, time.monotonic() - cell_start))
-    return notebook, timings
+                failure = _where(path, index, cell, f"the kernel died ({error})")
+            if position != injected:
+                timings.append((index, time.monotonic() - cell_start))
+            if failure:
+                break
+    executed = workdir / f"{path.stem}.executed.ipynb"
+    nbformat.write(notebook, executed)
+    if failure:
+        ran = ", ".join(f"cells[{index}] {seconds:.0f} s" for index, seconds in timings)
+        raise NotebookFailed(f"{failure}\ncode cells run: {ran}\nexecuted: {executed}")
+    return timings
 
 
 def _where(path: Path, index: int, cell, reason: str) -> str:
     first_line = next((line for line in cell.source.splitlines() if line.strip()), "")
-    return f"{path.name}, cell {index} ({first_line.strip()[:80]!r}): {reason}"
+    return f"{path.name}, cells[{index}] ({first_line.strip()[:80]!r}): {reason}"
 
 
-def _tail(error, lines: int = 25) -> str:
+def _tail(error, lines: int = 15) -> str:
     import re
 
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
@@ -205,18 +212,16 @@ def _tail(error, lines: int = 25) -> str:
 @pytest.mark.full_path
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", sorted(LESSONS))
-def test_notebook_full_path(lesson, mirror, mirror_dir, weights_dir, tmp_path, monkeypatch):
+def test_notebook_full_path(lesson, mirror, mirror_dir, imagenet_stand_in, tmp_path, monkeypatch):
     pytest.importorskip("nbclient")
     spec = LESSONS[lesson]
     keras_home = tmp_path / "keras"
     (keras_home / "models").mkdir(parents=True)
     seeded = []
     for backbone, input_shape in spec["weights"]:
-        from seglab.testing.weights import imagenet_file_name
-
-        name = imagenet_file_name(backbone, input_shape)
-        seeded.append(keras_home / "models" / name)
-        shutil.copyfile(weights_dir / name, seeded[-1])
+        stand_in = imagenet_stand_in(backbone, input_shape)
+        seeded.append(keras_home / "models" / stand_in.name)
+        shutil.copyfile(stand_in, seeded[-1])
     hashes = _hashes_file(tmp_path, [*sorted(mirror_dir.iterdir()), *seeded])
 
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
@@ -232,14 +237,21 @@ def test_notebook_full_path(lesson, mirror, mirror_dir, weights_dir, tmp_path, m
     requests_before = len(mirror.requests)
 
     started = time.monotonic()
-    _, timings = run_notebook(
-        NOTEBOOK_DIR / f"{lesson}.ipynb", workdir, {"OUT_DIR": str(out_dir)}, TIME_LIMIT_S
-    )
+    try:
+        timings = run_notebook(
+            NOTEBOOK_DIR / f"{lesson}.ipynb", workdir, {"OUT_DIR": str(out_dir)}, TIME_LIMIT_S
+        )
+    except NotebookFailed as error:
+        failure = f"{error}\nmirror requests: {mirror.requests[requests_before:]}"
+    else:
+        failure = None
+    if failure:  # outside the except block: no chained traceback
+        pytest.fail(failure, pytrace=False)
     elapsed = time.monotonic() - started
     slowest = sorted(timings, key=lambda item: -item[1])[:5]
     print(
-        f"{lesson}: {elapsed:.0f} s; slowest cells: "
-        + ", ".join(f"[{i}] {s:.0f} s" for i, s in slowest)
+        f"{lesson}: {elapsed:.0f} s; slowest code cells: "
+        + ", ".join(f"cells[{i}] {s:.0f} s" for i, s in slowest)
     )
 
     requested = mirror.requests[requests_before:]
