@@ -6,6 +6,7 @@
     seglab evaluate runs/pets --data-dir data/oxford_pets
     seglab predict runs/pets photo.jpg more_photos/ --out masks/
     seglab check data/oxford_pets
+    seglab export runs/pets --format onnx --out pets.onnx
 
 Bad arguments and bad data give a one-line (or one-list) message on stderr and exit status 1
 (2 for usage errors); Ctrl-C during training exits with 130 after writing a checkpoint.
@@ -160,6 +161,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=255,
         metavar="N|none",
         help="mask value of pixels to ignore, allowed in class masks (default 255; none: no value)",
+    )
+
+    export = commands.add_parser(
+        "export", help="write a trained model as a SavedModel, TFLite or ONNX file for serving"
+    )
+    export.add_argument("model", type=Path, metavar="MODEL", help="a run folder or a .keras file")
+    export.add_argument("--format", required=True, choices=("saved_model", "tflite", "onnx"))
+    export.add_argument(
+        "--out", type=Path, required=True, help="a folder (saved_model) or a file (.tflite, .onnx)"
+    )
+    export.add_argument(
+        "--image-size",
+        type=_positive_int,
+        help="height and width of the exported input for a model that takes any size "
+        "(default: the run's image size)",
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    export.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip running the file with its runtime and comparing with Keras",
     )
     return parser
 
@@ -361,6 +383,25 @@ def _cmd_predict(args) -> int:
     return EXIT_ERROR if result.failed else EXIT_OK
 
 
+def _cmd_export(args) -> int:
+    from seglab import export
+
+    try:
+        result = export.export(
+            args.model,
+            args.out,
+            args.format,
+            image_size=args.image_size,
+            overwrite=args.overwrite,
+            check=not args.no_check,
+        )
+    except export.MissingPackageError as error:
+        _print_error(str(error))
+        return EXIT_ERROR
+    print(result.summary())
+    return EXIT_OK
+
+
 def _cmd_check(args) -> int:
     from seglab.data.check import check_folder
 
@@ -380,6 +421,7 @@ _COMMANDS = {
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
     "check": _cmd_check,
+    "export": _cmd_export,
 }
 
 
