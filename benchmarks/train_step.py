@@ -48,7 +48,7 @@ def measure(
         recipe = recipe.replace(batch_size=batch_size)
     # Graph mode also for the smoke sizes (whose recipes train eagerly): the step is measured.
     model = recipe.compile(
-        recipe.build_model(weights=None), jit_compile=device.jit_compile, run_eagerly=False
+        recipe.build_model(encoder_weights=None), jit_compile=device.jit_compile, run_eagerly=False
     )
 
     rng = np.random.default_rng(0)

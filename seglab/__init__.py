@@ -6,7 +6,7 @@ import TensorFlow (the models, losses and metrics run on any Keras 3 backend).
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _SUBMODULES = (
     "data", "models", "losses", "metrics", "display", "recipes", "training", "predict", "course", "cli",

@@ -1,14 +1,17 @@
 """Masks for image files of any size and mode, written at each image's original size.
 
-    result = predict_files(model, ["photo.jpg", "folder/"], "masks/",
-                           image_size=128, normalization="unit", task="multiclass")
+    model = seglab.training.load_model("runs/pets/model.keras")
+    result = predict_files(model, ["photo.jpg", "folder/"], "masks/")
 
-Each image is read (grayscale, palette, RGBA and 16-bit files become RGB, as in training),
-resized to the model's input, normalised as in training, and the model's output 0 is resized
-back to the original size: class logits bilinearly, then argmax (``<stem>_mask.png``: 8-bit
-class ids); saliency probabilities bilinearly (``<stem>_mask.png``: 0..255). An overlay of
-the mask on the image is written as ``<stem>_overlay.png``. Files that cannot be read are
-listed in ``result.failed`` instead of stopping the run.
+The model is all that is needed: seglab models normalise their own 0..255 input and declare
+their outputs (``seglab.models.output_info``). Each image is read (grayscale, palette, RGBA
+and 16-bit files become RGB, as in training) and resized to the model's input with the
+training pipeline's own ``resize_image``; the prediction is resized back to the original
+size: class scores bilinearly, then argmax (``<stem>_mask.png``: 8-bit class ids); a
+one-channel saliency map bilinearly (``<stem>_mask.png``: 0..255). With ``tile=`` a large
+image is instead predicted at full resolution in overlapping windows (``seglab.tiling``).
+An overlay of the mask on the image is written as ``<stem>_overlay.png``. Files that cannot
+be read are listed in ``result.failed`` instead of stopping the run.
 """
 
 from __future__ import annotations
@@ -99,51 +102,74 @@ def model_input_size(model, default: int | None = None) -> tuple[int, int]:
     return (int(height), int(width))
 
 
-def _prepare(image: np.ndarray, size, normalization):
-    """Resize and normalise one image exactly as ``seglab.data.make_dataset`` does."""
+def prepare_image(image: np.ndarray, size) -> np.ndarray:
+    """``uint8 (H, W, 3)`` → ``float32 (h, w, 3)``, 0..255, resized as ``make_dataset`` does."""
+    from seglab.data.pipeline import resize_image
+
+    return np.asarray(resize_image(image, size), dtype=np.float32)
+
+
+def predict_image(
+    model, image: np.ndarray, *, image_size=None, tile=None, overlap=0.25, flip=False
+) -> np.ndarray:
+    """The model's prediction for one ``uint8 (H, W, 3)`` image at its original size, as
+    probabilities ``float32 (H, W, C)`` (``seglab.models.to_probabilities``).
+
+    Without ``tile`` the image is resized to the model's input (``image_size`` for a model
+    that takes any size), predicted, and the result resized back bilinearly. With ``tile`` it
+    is predicted at its own resolution in overlapping ``tile``-pixel windows, blended (for
+    images larger than the training size: micrographs, scans). ``flip`` averages the
+    prediction of the image and of its mirror image (test-time augmentation).
+    """
     import tensorflow as tf
 
-    from seglab.data.pipeline import normalize
+    from seglab.models.heads import to_probabilities
 
-    resized = tf.image.resize(image, size, method="bilinear")
-    resized = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
-    return normalize(resized, normalization).numpy()
+    if tile is not None:
+        from seglab.tiling import predict_tiled
+
+        # Windows are blended as probabilities, whatever the model outputs. Tiles and steps
+        # are multiples of 32, the largest stride of seglab's models.
+        return predict_tiled(
+            lambda batch: to_probabilities(model, model.predict_on_batch(batch)),
+            image.astype(np.float32),
+            tile,
+            overlap=overlap,
+            flip=flip,
+            multiple=32,
+        )
+    size = model_input_size(model, image_size)
+    batch = prepare_image(image, size)[None]
+    if flip:
+        batch = np.concatenate([batch, batch[:, :, ::-1]])
+    probabilities = to_probabilities(model, model.predict_on_batch(batch))
+    if flip:
+        probabilities = (probabilities[0] + probabilities[1][:, ::-1]) / 2.0
+    else:
+        probabilities = probabilities[0]
+    return tf.image.resize(probabilities, image.shape[:2], method="bilinear").numpy()
 
 
-def output_to_mask(output: np.ndarray, original_size, task: str) -> np.ndarray:
-    """Model output 0 for one image ``(h, w, C)`` → ``uint8 (H, W)`` at ``original_size``:
-    class ids (bilinear on the logits, then argmax) or saliency 0..255 (bilinear)."""
-    import tensorflow as tf
-
-    output = np.asarray(output, dtype=np.float32)
-    resized = tf.image.resize(output, original_size, method="bilinear").numpy()
-    if task == "multiclass":
-        if resized.shape[-1] == 1:
-            # A one-channel two-class output: class 1 at probability >= 0.5.
-            return (resized[..., 0] >= 0.5).astype(np.uint8)
-        return np.argmax(resized, axis=-1).astype(np.uint8)
-    return np.clip(np.round(resized[..., 0] * 255.0), 0, 255).astype(np.uint8)
-
-
-def palette(num_classes: int) -> np.ndarray:
-    """``uint8 (num_classes, 3)`` distinct colours (matplotlib's tab20, repeated)."""
-    from matplotlib import colormaps
-
-    colours = np.asarray(colormaps["tab20"].colors)[:, :3]
-    return np.round(colours[np.arange(num_classes) % len(colours)] * 255).astype(np.uint8)
+def probabilities_to_mask(probabilities: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` probabilities → ``uint8 (H, W)``: class ids (argmax) for several
+    channels, saliency 0..255 for one."""
+    if probabilities.shape[-1] > 1:
+        return np.argmax(probabilities, axis=-1).astype(np.uint8)
+    return np.clip(np.round(probabilities[..., 0] * 255.0), 0, 255).astype(np.uint8)
 
 
 def overlay(
-    image: np.ndarray, mask: np.ndarray, task: str, num_classes: int = 2, alpha: float = 0.5
+    image: np.ndarray, mask: np.ndarray, num_classes: int | None = None, alpha: float = 0.5
 ) -> np.ndarray:
-    """The mask blended onto the image: one colour per class, or red for saliency."""
-    image = image.astype(np.float32)
-    if task == "multiclass":
-        colours = palette(max(num_classes, int(mask.max()) + 1)).astype(np.float32)
-        blended = (1 - alpha) * image + alpha * colours[mask]
-    else:
-        weight = alpha * (mask.astype(np.float32) / 255.0)[..., None]
-        blended = (1 - weight) * image + weight * np.array([255.0, 0.0, 0.0])
+    """The mask blended onto the image: class colours (``num_classes`` given, the palette of
+    ``seglab.display``), or red with the opacity of a 0..255 saliency mask."""
+    from seglab.display.colors import decode_segmentation
+    from seglab.display.colors import overlay as blend
+
+    if num_classes is not None:
+        return blend(image, decode_segmentation(mask, num_classes=num_classes), alpha)
+    weight = alpha * (mask.astype(np.float32) / 255.0)[..., None]
+    blended = (1 - weight) * image.astype(np.float32) + weight * np.array([255.0, 0.0, 0.0])
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
@@ -152,26 +178,32 @@ def predict_files(
     inputs: Iterable,
     out_dir,
     *,
-    normalization: str,
-    task: str,
     image_size: int | None = None,
-    num_classes: int = 2,
+    tile: int | None = None,
+    overlap: float = 0.25,
+    flip: bool = False,
     write_overlay: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> PredictionResult:
     """Write a mask (and an overlay) for every image in ``inputs`` (files and folders).
 
     Args:
-        model: a Keras model; with several outputs, output 0 is used.
+        model: a seglab model (declared outputs; output 0 is used).
         out_dir: created if needed.
-        normalization, image_size, task, num_classes: as the model was trained (a run's
-            ``config.json`` holds them).
+        image_size: the size to resize to when the model takes any size (a run's
+            ``config.json`` holds the training size).
+        tile, overlap, flip: see ``predict_image``.
     """
     from PIL import Image
 
+    from seglab.models.heads import output_info
+
+    info = output_info(model)
+    num_classes = info.num_classes if info.num_classes > 1 else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    size = model_input_size(model, image_size)
+    if tile is None:
+        model_input_size(model, image_size)  # fail before reading any file
     images, problems = collect_images(inputs)
     result = PredictionResult(failed=list(problems))
     used_stems: set[str] = set()
@@ -181,11 +213,10 @@ def predict_files(
         except ValueError as error:
             result.failed.append((path, str(error)))
             continue
-        batch = _prepare(image, size, normalization)[None]
-        outputs = model.predict_on_batch(batch)
-        if isinstance(outputs, list | tuple):
-            outputs = outputs[0]
-        mask = output_to_mask(np.asarray(outputs)[0], image.shape[:2], task)
+        probabilities = predict_image(
+            model, image, image_size=image_size, tile=tile, overlap=overlap, flip=flip
+        )
+        mask = probabilities_to_mask(probabilities)
 
         stem = path.stem
         count = 2
@@ -198,7 +229,7 @@ def predict_files(
         overlay_path = None
         if write_overlay:
             overlay_path = out / f"{stem}_overlay.png"
-            Image.fromarray(overlay(image, mask, task, num_classes)).save(overlay_path)
+            Image.fromarray(overlay(image, mask, num_classes)).save(overlay_path)
         result.written.append((path, mask_path, overlay_path))
         if log:
             log(f"{path} -> {mask_path}")

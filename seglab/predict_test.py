@@ -6,14 +6,22 @@ import pytest
 from PIL import Image
 
 from seglab import predict
+from seglab.models.heads import SegmentationOutput
 
 
 def constant_saliency_model(value, size=16):
-    """Outputs ``value`` everywhere, as a list like the deep-supervision models."""
+    """Outputs probability ``value`` everywhere, as a list like the deep-supervision models."""
     inputs = keras.Input((size, size, 3))
     zeros = keras.layers.Conv2D(1, 1, kernel_initializer="zeros", bias_initializer="zeros")(inputs)
-    fused = keras.layers.Rescaling(0.0, offset=value)(zeros)
-    return keras.Model(inputs, [fused, fused])
+    logit = float(np.log(value / (1.0 - value)))
+    fused = keras.layers.Rescaling(0.0, offset=logit)(zeros)
+    return keras.Model(
+        inputs,
+        [
+            SegmentationOutput("sigmoid")(fused),
+            SegmentationOutput("sigmoid", prediction=False)(fused),
+        ],
+    )
 
 
 def left_right_model(size=16):
@@ -24,7 +32,33 @@ def left_right_model(size=16):
     constant = np.broadcast_to(logits, (size, size, 3)).copy()
     zeros = keras.layers.Conv2D(3, 1, kernel_initializer="zeros", bias_initializer="zeros")(inputs)
     outputs = keras.layers.Rescaling(1.0)(zeros) + constant
-    return keras.Model(inputs, outputs)
+    return keras.Model(inputs, SegmentationOutput("linear")(outputs))
+
+
+def test_prediction_and_training_give_a_model_the_same_input(tmp_path):
+    """A 1000x700 photo shrunk to 128 px: the prediction path and make_dataset resize with
+    the same function (antialiased), so the model sees the same pixels."""
+    from seglab.data import SegmentationSet, make_dataset
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (700, 1000, 3), dtype=np.uint8)
+    # High-frequency stripes: without antialiasing the two paths would differ widely.
+    photo[:, ::2] = 255
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    Image.fromarray(np.zeros((700, 1000), np.uint8)).save(tmp_path / "photo_mask.png")
+    source = SegmentationSet(
+        name="one photo",
+        pairs=((str(tmp_path / "photo.png"), str(tmp_path / "photo_mask.png")),),
+        mask_kind="class",
+        num_classes=2,
+    )
+    trained_on = next(iter(make_dataset(source, image_size=128, batch_size=1)))[0].numpy()[0]
+    served = predict.prepare_image(predict.read_image(tmp_path / "photo.png"), (128, 128))
+    np.testing.assert_array_equal(served, trained_on)
+    naive = keras.ops.convert_to_numpy(
+        keras.ops.image.resize(photo[None].astype("float32"), (128, 128))
+    )[0]
+    assert np.abs(naive - served).max() > 20  # the antialiasing matters for this image
 
 
 def test_saliency_masks_hold_0_to_255_at_the_original_size(tmp_path):
@@ -34,8 +68,6 @@ def test_saliency_masks_hold_0_to_255_at_the_original_size(tmp_path):
         constant_saliency_model(0.5),
         [image],
         tmp_path / "out",
-        normalization="unit",
-        task="salient",
     )
     assert not result.failed
     mask = np.asarray(Image.open(tmp_path / "out" / "photo_mask.png"))
@@ -52,9 +84,6 @@ def test_class_ids_follow_the_logits_after_resizing_back(tmp_path):
         left_right_model(),
         [image],
         tmp_path / "out",
-        normalization="unit",
-        task="multiclass",
-        num_classes=3,
     )
     mask = np.asarray(Image.open(tmp_path / "out" / "wide_mask.png"))
     assert mask.shape == (10, 64)
@@ -91,8 +120,6 @@ def test_unreadable_and_missing_files_are_reported_not_raised(tmp_path):
         constant_saliency_model(0.2),
         [broken, tmp_path / "missing.png", empty],
         tmp_path / "out",
-        normalization="unit",
-        task="salient",
     )
     assert not result.written
     reasons = {path.name: reason for path, reason in result.failed}
@@ -107,3 +134,37 @@ def test_free_size_model_needs_an_image_size():
     assert predict.model_input_size(model, 96) == (96, 96)
     with pytest.raises(ValueError, match="image_size"):
         predict.model_input_size(model)
+
+
+def test_flip_averages_the_image_and_its_mirror():
+    model = left_right_model()
+    image = np.zeros((16, 16, 3), np.uint8)
+    plain = predict.predict_image(model, image)
+    flipped = predict.predict_image(model, image, flip=True)
+    # The mirror's prediction is the left-right model's reversed: the average is symmetric.
+    np.testing.assert_allclose(flipped, (plain + plain[:, ::-1]) / 2.0, atol=1e-6)
+
+
+def test_a_model_without_declared_outputs_is_refused(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(inputs))
+    with pytest.raises(ValueError, match="SegmentationOutput"):
+        predict.predict_files(model, [tmp_path], tmp_path / "out")
+
+
+def test_a_large_image_is_tiled_at_full_resolution(tmp_path):
+    """--tile: a 4x larger image than the tile, predicted window by window, written at its
+    own size, equal to the untiled prediction of a pointwise model."""
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(1, 1, kernel_initializer="ones", bias_initializer="zeros")(inputs)
+    model = keras.Model(
+        inputs, SegmentationOutput("sigmoid")(keras.layers.Rescaling(1 / 255)(x) - 1.5)
+    )
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    tiled = predict.predict_image(model, image, tile=64)
+    whole = np.asarray(model.predict_on_batch(image[None].astype("float32")))[0]
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    Image.fromarray(image).save(tmp_path / "big.png")
+    predict.predict_files(model, [tmp_path / "big.png"], tmp_path / "out", tile=64)
+    assert np.asarray(Image.open(tmp_path / "out" / "big_mask.png")).shape == (256, 256)

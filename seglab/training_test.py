@@ -8,20 +8,22 @@ import numpy as np
 import pytest
 
 from seglab import training
+from seglab.models.heads import SegmentationOutput
+from seglab.models.preprocessing import image_input
 from seglab.recipes import Recipe
 
 
-def tiny_model(num_classes, input_shape):
+def tiny_model(num_classes, input_shape, normalization="unit", weights=None):
     """Two convolutions: enough to learn the synthetic shapes a little, fast on a CPU."""
-    inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    return keras.Model(inputs, keras.layers.Conv2D(num_classes, 1)(x))
+    inputs, x = image_input(input_shape, normalization)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    return keras.Model(inputs, SegmentationOutput()(keras.layers.Conv2D(num_classes, 1)(x)))
 
 
-def nan_model(num_classes, input_shape):
-    inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(num_classes, 1)(inputs)
-    return keras.Model(inputs, keras.layers.Rescaling(float("nan"))(x))
+def nan_model(num_classes, input_shape, normalization="unit", weights=None):
+    inputs, x = image_input(input_shape, normalization)
+    x = keras.layers.Conv2D(num_classes, 1)(x)
+    return keras.Model(inputs, SegmentationOutput()(keras.layers.Rescaling(float("nan"))(x)))
 
 
 def tiny_recipe(**changes):
@@ -66,7 +68,7 @@ def test_train_writes_the_run_folder(tmp_path):
     assert 0.0 <= metrics["mean_iou"] <= 1.0 and len(metrics["per_class_iou"]) == 3
     assert result.metrics["mean_iou"] == metrics["mean_iou"]
     # The saved model loads without the stand-in's code and predicts like the trained one.
-    images = np.random.default_rng(0).uniform(size=(1, 32, 32, 3)).astype("float32")
+    images = np.random.default_rng(0).uniform(0, 255, size=(1, 32, 32, 3)).astype("float32")
     loaded = training.load_model(out / "model.keras")
     np.testing.assert_allclose(
         loaded.predict_on_batch(images), result.model.predict_on_batch(images), atol=1e-5
@@ -236,3 +238,61 @@ def test_tf_config_with_several_workers_selects_multi_worker_training(monkeypatc
     monkeypatch.setenv("TF_CONFIG", "not json")
     with pytest.raises(TrainingError, match="TF_CONFIG"):
         _multi_worker_cluster()
+
+
+_NOTEBOOK_STYLE_RUN = """
+import sys, time
+import keras, numpy as np
+from seglab import training
+from seglab.models.heads import SegmentationOutput
+from seglab.models.preprocessing import image_input
+
+keras.utils.set_random_seed(0)
+inputs, x = image_input((8, 8, 3), "unit")
+model = keras.Model(inputs, SegmentationOutput("sigmoid")(keras.layers.Conv2D(1, 3, padding="same")(x)))
+model.compile("adam", loss="binary_crossentropy", metrics=["mae"])
+rng = np.random.default_rng(0)
+images = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")
+masks = (images[..., :1] > 128).astype("float32")
+
+class Slow(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        print("finished epoch", epoch + 1, flush=True)
+        time.sleep(float(sys.argv[2]))
+
+model.fit(images, masks, validation_data=(images, masks), epochs=6, batch_size=4, verbose=0,
+          callbacks=[*training.resumable_callbacks(sys.argv[1], monitor="val_mae", mode="min"), Slow()])
+print("done", flush=True)
+"""
+
+
+def test_a_killed_notebook_style_fit_resumes_when_the_cell_runs_again(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "drive"
+    command = [sys.executable, "-c", _NOTEBOOK_STYLE_RUN, str(out)]
+    first = subprocess.Popen([*command, "3"], stdout=subprocess.PIPE, text=True)
+    try:
+        for line in first.stdout:
+            if line.startswith("finished epoch 2"):
+                first.kill()  # the session disconnects during epoch 3
+                break
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+        first.stdout.close()
+    assert (out / "backup").is_dir() and (out / "best.keras").is_file()
+    second = subprocess.run([*command, "0"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    epochs = [int(line.split()[-1]) for line in second.stdout.splitlines() if "finished" in line]
+    assert epochs == [3, 4, 5, 6], second.stdout  # the first two epochs are not run again
+    assert _epochs(out / "history.csv") == [0, 1, 2, 3, 4, 5]
+    # best.keras is the epoch with the lowest val_mae over both sessions.
+    history = training.dedupe_history(out / "history.csv")
+    best = min(float(row["val_mae"]) for row in history)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")
+    masks = (images[..., :1] > 128).astype("float32")
+    predicted = training.load_model(out / "best.keras").predict(images, verbose=0)
+    assert abs(float(np.mean(np.abs(predicted - masks))) - best) < 1e-4

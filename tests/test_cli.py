@@ -52,7 +52,7 @@ def pets_run(sample_data, tmp_path_factory):
         "train",
         "unet-pets",
         "--smoke",
-        "--weights",
+        "--encoder-weights",
         "none",
         "--out",
         str(out),
@@ -81,7 +81,7 @@ def test_train_smoke_writes_the_run_folder(pets_run):
     config = json.loads((out / "config.json").read_text())
     assert config["status"] == "finished"
     assert config["image_size"] == 64 and config["normalization"] == "mobilenet"
-    assert config["arguments"]["smoke"] is True and config["run"]["weights"] is None
+    assert config["arguments"]["smoke"] is True and config["run"]["encoder_weights"] is None
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["per_class_iou"]) == 3 and 0 <= metrics["pixel_accuracy"] <= 1
 
@@ -143,19 +143,30 @@ def test_predict_writes_masks_at_the_original_size(pets_run, tmp_path, capsys):
     assert not (out / "broken_mask.png").exists()
 
 
-def test_predict_with_a_model_file_needs_its_settings(pets_run, tmp_path, capsys):
+def test_predict_needs_nothing_but_the_model_file(pets_run, tmp_path, capsys):
+    """The .keras file alone: its normalisation and its outputs travel inside it."""
     lone = tmp_path / "lone.keras"
     lone.write_bytes((pets_run["out"] / "model.keras").read_bytes())
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(image)
     code, _, err = run(["predict", lone, image, "--out", tmp_path / "m"], capsys)
-    assert code == 1
-    assert_clear_error(err, "lone.keras", "--recipe")
-    code, _, err = run(
-        ["predict", lone, image, "--out", tmp_path / "m", "--recipe", "unet-pets"], capsys
-    )
     assert code == 0, err
     assert np.asarray(Image.open(tmp_path / "m" / "a_mask.png")).shape == (20, 30)
+
+
+def test_a_run_of_seglab_0_1_says_what_to_do(pets_run, tmp_path, capsys):
+    import shutil
+
+    import keras
+
+    old = tmp_path / "old-run"
+    shutil.copytree(pets_run["out"], old)
+    inputs = keras.Input((64, 64, 3))
+    legacy = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs))  # no preprocessing inside
+    legacy.save(old / "model.keras")
+    code, _, err = run(["predict", old, tmp_path / "x.png", "--out", tmp_path / "m"], capsys)
+    assert code == 1
+    assert_clear_error(err, "seglab 0.1", "--overwrite", "normalization 'mobilenet'")
 
 
 def test_check_a_good_dataset(sample_data, capsys):
@@ -193,7 +204,12 @@ def test_check_reports_every_problem(tmp_path, capsys):
             1,
         ),
         (["train", "unet-pets", "--epochs", "many"], ["--epochs", "whole number"], 2),
-        (["train", "unet-pets", "--weights", "/no/weights.h5"], ["/no/weights.h5"], 2),
+        (["train", "unet-pets", "--encoder-weights", "/no/weights.h5"], ["/no/weights.h5"], 2),
+        (
+            ["train", "u2netp-sludge", "--smoke", "--weights", "/no/u2netp.pth", "--synthetic"],
+            ["/no/u2netp.pth"],
+            1,
+        ),
         (["evaluate", "/no/such/run"], ["/no/such/run", "not found"], 1),
         (["predict", "/no/model.keras", "x.png", "--out", "/tmp/x"], ["/no/model.keras"], 1),
         (["check", "/no/such/data"], ["/no/such/data"], 1),
@@ -224,10 +240,13 @@ import keras
 from seglab import cli, training
 from seglab.recipes import recipes
 
-def tiny_model(num_classes, input_shape):
-    inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-    return keras.Model(inputs, keras.layers.Conv2D(num_classes, 1)(x))
+from seglab.models.heads import SegmentationOutput
+from seglab.models.preprocessing import image_input
+
+def tiny_model(num_classes, input_shape, normalization="unit", weights=None):
+    inputs, x = image_input(input_shape, normalization)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    return keras.Model(inputs, SegmentationOutput()(keras.layers.Conv2D(num_classes, 1)(x)))
 
 recipes._RECIPES["tiny"] = recipes.Recipe(
     name="tiny", title="stand-in", task="multiclass", model=tiny_model, dataset="paddleseg",

@@ -45,7 +45,7 @@ def test_full_size_model_trains_one_step(name, synthetic_sets):
     assert tuple(images.shape) == (1, size, size, 3)
 
     # Eager: tracing the training step of U²-Net alone takes ~35 s on 2 cores.
-    model = recipe.compile(recipe.build_model(weights=None), run_eagerly=True)
+    model = recipe.compile(recipe.build_model(encoder_weights=None), run_eagerly=True)
     outputs = model.predict_on_batch(images)
     outputs = outputs if isinstance(outputs, list) else [outputs]
     assert len(outputs) == recipe.num_outputs

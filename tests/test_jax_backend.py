@@ -49,8 +49,8 @@ def test_every_model_runs_a_forward_pass_and_a_training_step_under_jax():
 
         x = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
         built = {
-            "unet": models.unet(num_classes=3, input_shape=(64, 64, 3), weights=None),
-            "deeplabv3plus": models.deeplabv3plus(num_classes=5, input_shape=(64, 64, 3), weights=None),
+            "unet": models.unet(num_classes=3, input_shape=(64, 64, 3), encoder_weights=None),
+            "deeplabv3plus": models.deeplabv3plus(num_classes=5, input_shape=(64, 64, 3), encoder_weights=None),
             "basnet": models.basnet(num_classes=1, input_shape=(64, 64, 3), filters=8),
             "u2netp": models.u2netp(num_classes=1, input_shape=(64, 64, 3)),
             "u2netp_multiclass": models.u2netp(num_classes=3, input_shape=(64, 64, 3), head="multiclass"),

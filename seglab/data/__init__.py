@@ -20,15 +20,13 @@ _EXPORTS = {
     ),
     "seglab.data.pipeline": (
         "Augment",
-        "NORMALIZATIONS",
         "add_sample_weights",
         "class_frequencies",
         "decode_image",
         "decode_mask",
-        "denormalize",
         "load_pair",
         "make_dataset",
-        "normalize",
+        "resize_image",
     ),
     "seglab.data.check": (
         "CheckReport",

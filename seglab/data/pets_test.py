@@ -90,9 +90,7 @@ def test_sample_labels_through_make_dataset(sample_data):
     trainval, _ = load_oxford_pets(sample_data("oxford_pets_sample"))
     subset = trainval.replace(pairs=trainval.pairs[::10])  # 12 pairs from the 3 breeds
     labels = set()
-    for images, masks in make_dataset(
-        subset, image_size=128, batch_size=6, normalization="mobilenet"
-    ):
+    for images, masks in make_dataset(subset, image_size=128, batch_size=6):
         assert images.shape[1:] == (128, 128, 3) and masks.shape[1:] == (128, 128, 1)
         assert masks.dtype.name == "int32"
         labels |= set(np.unique(masks.numpy()).tolist())
@@ -243,7 +241,7 @@ def test_both_routes_give_identical_tensors(tfds_prepared, split, tfds_split):
     source, data_dir, _ = tfds_prepared
     files = dict(zip(("trainval", "test"), load_oxford_pets(source), strict=True))[split]
     tensors = load_oxford_pets_tfds(tfds_split, data_dir=data_dir)
-    options = dict(image_size=(96, 80), batch_size=2, normalization="unit")
+    options = dict(image_size=(96, 80), batch_size=2)
     from_files = _sorted_by_image(make_dataset(files, **options))
     from_tfds = _sorted_by_image(make_dataset(tensors, **options))  # tfds shuffles the order
     assert len(from_files) == len(from_tfds) == len(files)

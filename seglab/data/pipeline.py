@@ -1,9 +1,11 @@
-"""The one input pipeline: decode, resize, augment, normalise, batch.
+"""The one input pipeline: decode, resize, augment, batch.
 
 Files (``SegmentationSet``) are decoded by content; from there on, files and decoded tensors
 (``TensorSource``, e.g. tensorflow-datasets) go through the same ``_convert_mask``,
-``_crop_and_flip``, ``_resize`` and ``normalize``, so the same image gives the same tensors by
-either route.
+``_crop_and_flip`` and ``_resize``, so the same image gives the same tensors by either route.
+Images stay RGB 0..255: every seglab model normalises its input itself
+(``seglab.models.preprocessing``), and ``resize_image`` is also what ``seglab predict`` uses,
+so training and prediction see the same pixels.
 """
 
 from __future__ import annotations
@@ -21,12 +23,6 @@ import tensorflow as tf
 from seglab.data.sets import DataError, SegmentationSet, TensorSource
 
 AUTOTUNE = tf.data.AUTOTUNE
-NORMALIZATIONS = ("unit", "resnet", "mobilenet")
-
-# keras.applications.resnet50.preprocess_input ("caffe" mode): RGB -> BGR, minus these means.
-# It is re-stated here because the Keras function runs on the Keras backend, and a tf.data map
-# must stay in TensorFlow whatever the backend (a test compares the two).
-_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_PALETTE = 3  # IHDR colour type of a palette ("P" mode) PNG
@@ -244,13 +240,21 @@ def _bilinear(images, size, antialias):
     )
 
 
+def resize_image(image, size, antialias=True) -> tf.Tensor:
+    """``uint8 (H, W, 3)`` → ``uint8`` of ``size`` ``(height, width)``: bilinear, antialiased
+    when a side shrinks more than 2x. Training (``make_dataset``) and prediction
+    (``seglab.predict``) both resize with this function, so a model sees the same pixels in
+    both."""
+    image = _bilinear(image, _image_size(size), antialias)
+    # Rounding back to uint8 costs at most half a grey level and keeps a cache 4x smaller.
+    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+
+
 def _resize(image, mask, size, mask_kind, antialias=True):
     """Image bilinearly to ``uint8``; class masks with nearest neighbour (interpolating class
     ids would invent classes along the edges), soft masks bilinearly. Large reductions (a 500 px
     photo to 128 px) are antialiased; zooming in after the cache never needs it."""
-    image = _bilinear(image, size, antialias)
-    # Rounding back to uint8 costs at most half a grey level and keeps a cache 4x smaller.
-    image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+    image = resize_image(image, size, antialias)
     if mask_kind == "class":
         mask = tf.image.resize(mask, size, method="nearest")
     else:
@@ -287,32 +291,6 @@ def _crop_and_flip(image, mask, seed, options: Augment):
         image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
         mask = tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: mask)
     return image, mask
-
-
-def normalize(images, normalization: str = "unit"):
-    """Pixel values 0..255 → the input a model expects (any float tensor, TensorFlow ops)."""
-    images = tf.cast(images, tf.float32)
-    if normalization == "unit":
-        return images / 255.0
-    if normalization == "mobilenet":
-        return images / 127.5 - 1.0
-    if normalization == "resnet":
-        return tf.reverse(images, axis=[-1]) - tf.constant(_CAFFE_MEAN_BGR, tf.float32)
-    raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-
-
-def denormalize(images, normalization: str = "unit") -> np.ndarray:
-    """Invert ``normalize``: model inputs → ``uint8`` RGB for display."""
-    images = np.asarray(images, dtype=np.float32)
-    if normalization == "unit":
-        pixels = images * 255.0
-    elif normalization == "mobilenet":
-        pixels = (images + 1.0) * 127.5
-    elif normalization == "resnet":
-        pixels = (images + np.asarray(_CAFFE_MEAN_BGR, np.float32))[..., ::-1]
-    else:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,7 +376,6 @@ def make_dataset(
     *,
     image_size,
     batch_size: int,
-    normalization: str = "unit",
     augment=False,
     shuffle: bool = False,
     seed: int | None = None,
@@ -416,8 +393,6 @@ def make_dataset(
         image_size: ``int`` or ``(height, width)``; images are resized bilinearly, class masks
             with nearest neighbour, soft masks bilinearly.
         batch_size: examples per batch.
-        normalization: ``"unit"`` (x/255), ``"resnet"`` (caffe: BGR minus ImageNet means) or
-            ``"mobilenet"`` (x/127.5 - 1).
         augment: ``True`` (flip + zoom-crop in [1, 1.5]), an ``Augment`` or a dict of its fields.
             Different in every epoch, reproducible for a given ``seed``.
         shuffle: reshuffle the examples in every epoch.
@@ -435,14 +410,13 @@ def make_dataset(
             warnings (masks holding only 0 and 255) become ``UserWarning``s.
 
     Yields:
-        ``(images, masks)`` or ``(images, masks, weights)``: images ``float32 (B, H, W, 3)``;
+        ``(images, masks)`` or ``(images, masks, weights)``: images ``float32 (B, H, W, 3)``,
+        RGB 0..255 (the models normalise their input themselves);
         masks ``int32 (B, H, W, 1)`` (class ids, and ``source.ignore_label`` where the stored
         mask holds it) or ``float32`` in [0, 1] (soft); weights
         ``float32 (B, H, W, 1)``. With ``num_outputs > 1`` masks (and weights) are tuples.
     """
     size = _image_size(image_size)
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     if batch_size < 1 or num_outputs < 1:
         raise ValueError(
             f"batch_size and num_outputs must be positive, got {batch_size}, {num_outputs}"
@@ -551,7 +525,7 @@ def make_dataset(
         weights = add_sample_weights(class_weights, ignore_label)
 
     def finish(images, masks):
-        images = normalize(images, normalization)
+        images = tf.cast(images, tf.float32)
         extra = weights(images, masks)[2:] if weights else ()
         if num_outputs > 1:
             masks = (masks,) * num_outputs

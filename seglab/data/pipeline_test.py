@@ -13,9 +13,7 @@ from seglab.data.pipeline import (
     Augment,
     add_sample_weights,
     class_frequencies,
-    denormalize,
     make_dataset,
-    normalize,
 )
 from seglab.data.sets import DataError, SegmentationSet, TensorSource
 
@@ -54,7 +52,9 @@ def test_microscopy_lists_give_52_and_13_pairs_with_labels_0_and_1(sample_data):
         for images, masks in make_dataset(subset, image_size=96, batch_size=16):
             assert images.dtype == tf.float32 and images.shape[1:] == (96, 96, 3)
             assert masks.dtype == tf.int32 and masks.shape[1:] == (96, 96, 1)
-            assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1.0
+            # RGB 0..255: the models normalise their own input.
+            assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 255.0
+            assert float(tf.reduce_max(images)) > 1.0
             seen |= set(np.unique(masks.numpy()).tolist())
     assert seen == {0, 1}
 
@@ -110,7 +110,8 @@ def test_rgba_grayscale_and_16bit_images_become_8bit_rgb(tmp_path):
     ]
     assert Image.open(pairs[2][0]).mode.startswith("I")
     images, _ = _one_batch(make_dataset(_class_set(pairs, 2), image_size=16, batch_size=3))
-    pixels = denormalize(images.numpy(), "unit")
+    pixels = images.numpy().astype(np.uint8)
+    assert images.dtype == tf.float32 and np.array_equal(pixels, images.numpy())  # 0..255
     np.testing.assert_array_equal(pixels[0], np.dstack([gray] * 3))
     np.testing.assert_array_equal(pixels[1], rgba[..., :3])  # alpha dropped, not blended
     np.testing.assert_array_equal(pixels[2], np.dstack([gray] * 3))
@@ -212,7 +213,7 @@ def test_joint_augmentation_moves_image_and_mask_together(encoded_set, cache):
     )
     images, masks = (t.numpy() for t in augmented)
     assert not np.array_equal(masks, plain[1].numpy())  # augmentation changed something
-    decoded = np.round(images[..., :1] * 255 / 80)
+    decoded = np.round(images[..., :1] / 80)
     # Bilinear image edges blur over a pixel; everywhere else the image gives the mask back.
     assert np.mean(decoded == masks) > 0.95
 
@@ -250,7 +251,7 @@ def test_files_and_decoded_tensors_give_identical_tensors(encoded_set):
         num_classes=3,
         size=len(images),
     )
-    for options in ({}, {"augment": True, "seed": 5, "normalization": "mobilenet"}):
+    for options in ({}, {"augment": True, "seed": 5}):
         from_files = _one_batch(make_dataset(encoded_set, image_size=48, batch_size=6, **options))
         from_tensors = _one_batch(make_dataset(tensors, image_size=48, batch_size=6, **options))
         for a, b in zip(from_files, from_tensors, strict=True):
@@ -303,21 +304,6 @@ def test_cache_in_memory_and_in_a_file_gives_the_same_tensors(encoded_set, tmp_p
         for _ in range(2):
             for a, b in zip(_one_batch(dataset), reference, strict=True):
                 np.testing.assert_array_equal(a.numpy(), b.numpy())
-
-
-def test_resnet_normalisation_matches_keras_and_denormalize_inverts_all():
-    pixels = np.random.default_rng(5).integers(0, 256, (2, 5, 7, 3)).astype(np.float32)
-    expected = keras.applications.resnet50.preprocess_input(pixels.copy())
-    np.testing.assert_allclose(normalize(pixels, "resnet").numpy(), expected, atol=1e-4)
-    np.testing.assert_allclose(
-        normalize(pixels, "mobilenet").numpy(), pixels / 127.5 - 1, atol=1e-6
-    )
-    for mode in ("unit", "resnet", "mobilenet"):
-        restored = denormalize(normalize(pixels, mode).numpy(), mode)
-        assert restored.dtype == np.uint8
-        np.testing.assert_array_equal(restored, pixels.astype(np.uint8))
-    with pytest.raises(ValueError, match="normalization must be one of"):
-        normalize(pixels, "imagenet")
 
 
 def test_class_frequencies_count_pixels_after_offset(tmp_path, encoded_set):

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from seglab.display.figures import figure_png, in_notebook, show_samples
+from seglab.models.heads import to_probabilities
 
 __all__ = ["DisplayCallback"]
 
@@ -47,7 +48,6 @@ class DisplayCallback(keras.callbacks.Callback):
 
     Args:
         samples: ``(images, masks)``, images alone, or a dataset whose first batch is used.
-        normalization: the images' input normalisation, to draw them (see ``show_samples``).
         every: show after every ``every``-th epoch.
         max_samples: how many of the samples to show.
         save_dir: folder for the PNGs when not in a notebook.
@@ -58,7 +58,6 @@ class DisplayCallback(keras.callbacks.Callback):
     def __init__(
         self,
         samples,
-        normalization: str | None = None,
         every: int = 1,
         max_samples: int = 3,
         save_dir: str | Path | None = None,
@@ -70,7 +69,6 @@ class DisplayCallback(keras.callbacks.Callback):
         images, masks = _first_batch(samples)
         self.images = images[:max_samples]
         self.masks = masks[:max_samples] if masks is not None else None
-        self.normalization = normalization
         self.every = every
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.style = style
@@ -80,13 +78,10 @@ class DisplayCallback(keras.callbacks.Callback):
 
     def _figure(self, epoch: int):
         outputs = self.model.predict_on_batch(self.images)
-        if isinstance(outputs, (list, tuple)):
-            outputs = outputs[0]
         fig = show_samples(
             self.images,
             self.masks,
-            np.asarray(outputs),
-            normalization=self.normalization,
+            to_probabilities(self.model, outputs),
             max_samples=len(self.images),
             show=False,
             **self.style,

@@ -10,15 +10,19 @@ import pytest  # noqa: E402
 
 from seglab.display import callbacks  # noqa: E402
 from seglab.display.callbacks import DisplayCallback  # noqa: E402
+from seglab.models.heads import SegmentationOutput  # noqa: E402
 
 RNG = np.random.default_rng(3)
 
 
 def _tiny_model(channels=1, outputs=1):
     inputs = keras.Input((8, 8, 3))
-    activation = "sigmoid" if channels == 1 else None
+    activation = "sigmoid" if channels == 1 else "linear"
     heads = [
-        keras.layers.Conv2D(channels, 1, activation=activation)(inputs) for _ in range(outputs)
+        SegmentationOutput(activation, prediction=index == 0)(
+            keras.layers.Conv2D(channels, 1)(inputs)
+        )
+        for index in range(outputs)
     ]
     model = keras.Model(inputs, heads if outputs > 1 else heads[0])
     loss = (
@@ -31,7 +35,7 @@ def _tiny_model(channels=1, outputs=1):
 
 
 def _data(channels=1):
-    x = RNG.uniform(size=(4, 8, 8, 3)).astype(np.float32)
+    x = RNG.uniform(0, 255, size=(4, 8, 8, 3)).astype(np.float32)
     if channels == 1:
         y = RNG.uniform(size=(4, 8, 8, 1)).astype(np.float32)
     else:
@@ -41,7 +45,7 @@ def _data(channels=1):
 
 def test_outside_a_notebook_one_line_and_nothing_drawn(capsys):
     x, y = _data()
-    callback = DisplayCallback((x[:2], y[:2]), normalization="unit")
+    callback = DisplayCallback((x[:2], y[:2]))
     _tiny_model().fit(x, y, epochs=3, batch_size=2, verbose=0, callbacks=[callback])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert lines == [

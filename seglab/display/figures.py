@@ -67,33 +67,23 @@ def _finish(fig, show: bool):
 # Arrays to something imshow can draw
 
 
-def to_display_images(images, normalization: str | None = None) -> np.ndarray:
-    """Images ``(N, H, W, 3)`` or ``(H, W, 3)`` → uint8 ``(N, H, W, 3)``.
-
-    ``normalization`` (``"unit"``, ``"resnet"``, ``"mobilenet"``) inverts the model's input
-    normalisation; without it, uint8 is kept, floats in [0, 1] are scaled by 255 and floats
-    in [0, 255] are rounded. Other floats raise an error asking for ``normalization``.
-    """
+def to_display_images(images) -> np.ndarray:
+    """Images ``(N, H, W, 3)`` or ``(H, W, 3)``, RGB 0..255 (uint8, or floats as
+    ``make_dataset`` yields them) → uint8 ``(N, H, W, 3)``."""
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"images must be (N, H, W, 3) or (H, W, 3), got {images.shape}")
-    if normalization is not None:
-        from seglab.data.pipeline import denormalize
-
-        return denormalize(images, normalization)
     if images.dtype == np.uint8:
         return images
     low, high = float(images.min(initial=0)), float(images.max(initial=0))
-    if low >= 0.0 and high <= 1.0:
-        return np.round(images * 255.0).astype(np.uint8)
-    if low >= 0.0 and high <= 255.0:
-        return np.round(images).astype(np.uint8)
-    raise ValueError(
-        f"images hold values in [{low:.2f}, {high:.2f}]: they look normalised; pass "
-        "normalization='resnet', 'mobilenet' or 'unit'"
-    )
+    if low < 0.0 or high > 255.0:
+        raise ValueError(
+            f"images hold values in [{low:.2f}, {high:.2f}]; seglab images are RGB 0..255 "
+            "(the models normalise their input themselves)"
+        )
+    return np.round(images).astype(np.uint8)
 
 
 def _as_batch(maps) -> np.ndarray | None:
@@ -130,7 +120,11 @@ def _class_ids(maps: np.ndarray) -> np.ndarray:
 def _soft_values(maps: np.ndarray) -> np.ndarray:
     values = maps[..., 0].astype(np.float32)
     if values.size and (values.min() < 0.0 or values.max() > 1.0):
-        values = 1.0 / (1.0 + np.exp(-values))  # logits
+        raise ValueError(
+            f"soft maps must be probabilities in [0, 1], got values in [{values.min():.3g}, "
+            f"{values.max():.3g}]; turn a model's outputs into probabilities with "
+            "seglab.models.to_probabilities(model, outputs)"
+        )
     return values
 
 
@@ -190,7 +184,6 @@ def show_samples(
     masks=None,
     predictions=None,
     *,
-    normalization: str | None = None,
     num_classes: int | None = None,
     colormap=None,
     class_names: Sequence[str] | None = None,
@@ -204,12 +197,11 @@ def show_samples(
     """One row per sample: image | true mask | prediction (the columns given).
 
     Args:
-        images: ``(N, H, W, 3)`` (or one ``(H, W, 3)``): uint8, floats in [0, 1], or model
-            inputs with ``normalization=`` to undo.
+        images: ``(N, H, W, 3)`` (or one ``(H, W, 3)``), RGB 0..255 (uint8 or float).
         masks, predictions: ``(N, H, W)``, ``(N, H, W, 1)`` or, for predictions,
             ``(N, H, W, C)`` class scores (argmaxed). Integer maps are class ids; float
-            one-channel maps are soft (saliency) maps drawn in grey, as sigmoid(x) when they
-            hold logits. A list or tuple of predictions is a model's outputs: output 0.
+            one-channel maps are probabilities (saliency) drawn in grey
+            (``seglab.models.to_probabilities`` turns a model's outputs into them).
         num_classes, colormap: class colours; by default black/white for two classes and
             ``default_palette`` otherwise.
         class_names: adds a legend of the class colours.
@@ -217,7 +209,7 @@ def show_samples(
         overlay_alpha: blends the mask columns over the image.
         titles: column titles (default "Image", "True mask", "Prediction").
     """
-    images = to_display_images(images, normalization)
+    images = to_display_images(images)
     masks, predictions = _as_batch(masks), _as_batch(predictions)
     count = min(len(images), max_samples)
     columns = [("image", images)] + [

@@ -52,16 +52,14 @@ def test_show_samples_class_maps_from_logits():
     assert [t.get_text() for t in legend.get_texts()] == ["bg", "pet", "edge"]
 
 
-def test_show_samples_soft_maps_threshold_and_normalization():
-    images = RNG.uniform(size=(2, 6, 6, 3)).astype(np.float32)  # "unit" normalisation
+def test_show_samples_soft_maps_threshold_and_float_images():
+    images = RNG.uniform(0, 255, size=(2, 6, 6, 3)).astype(np.float32)  # as make_dataset yields
     masks = RNG.uniform(size=(2, 6, 6, 1)).astype(np.float32)
     probabilities = RNG.uniform(size=(2, 6, 6, 1)).astype(np.float32)
-    fig = show_samples(
-        images, masks, probabilities, normalization="unit", threshold=0.3, show=False
-    )
+    fig = show_samples(images, masks, probabilities, threshold=0.3, show=False)
     image_ax, mask_ax, prediction_ax = fig.axes[:3]
     assert prediction_ax.get_title() == "Prediction ≥ 0.3"
-    np.testing.assert_array_equal(_pixels(image_ax), np.round(images[0] * 255).astype(np.uint8))
+    np.testing.assert_array_equal(_pixels(image_ax), np.round(images[0]).astype(np.uint8))
     np.testing.assert_array_equal(_pixels(mask_ax)[..., 0], np.round(masks[0, ..., 0] * 255))
     np.testing.assert_array_equal(
         _pixels(prediction_ax)[..., 0], np.where(probabilities[0, ..., 0] >= 0.3, 255, 0)
@@ -83,16 +81,15 @@ def test_show_samples_binary_ids_in_black_and_white_and_overlay():
     )
 
 
-def test_images_with_resnet_normalization_use_the_data_module():
-    pipeline = pytest.importorskip("seglab.data.pipeline")
-    raw = RNG.integers(0, 256, size=(1, 4, 4, 3)).astype(np.float32)
-    normalised = keras.applications.resnet.preprocess_input(raw.copy())
-    np.testing.assert_array_equal(
-        to_display_images(normalised, "resnet"), pipeline.denormalize(normalised, "resnet")
+def test_normalised_images_and_logits_are_refused_with_what_to_do():
+    normalised = keras.applications.resnet.preprocess_input(
+        RNG.integers(0, 256, size=(1, 4, 4, 3)).astype(np.float32)
     )
-    np.testing.assert_array_equal(to_display_images(normalised, "resnet"), raw.astype(np.uint8))
-    with pytest.raises(ValueError, match="normalization="):
+    with pytest.raises(ValueError, match="RGB 0..255"):
         to_display_images(normalised)
+    logits = RNG.normal(size=(1, 4, 4, 1)).astype(np.float32) * 5
+    with pytest.raises(ValueError, match="to_probabilities"):
+        show_samples(np.zeros((1, 4, 4, 3), np.uint8), predictions=logits, show=False)
 
 
 def test_show_samples_errors():

@@ -94,7 +94,6 @@ def browse(
     masks=None,
     predictions=None,
     *,
-    normalization: str | None = None,
     num_classes: int | None = None,
     colormap=None,
     class_names: Sequence[str] | None = None,
@@ -108,7 +107,7 @@ def browse(
     ``max_static`` samples with ``show_samples`` and returns None.
     Arguments as for ``show_samples``; ``predictions`` may be a model's list of outputs.
     """
-    images = to_display_images(images, normalization)
+    images = to_display_images(images)
     masks, predictions = _as_batch(masks), _as_batch(predictions)
     soft_predictions = predictions is not None and not _is_class_map(predictions)
     class_maps = any(m is not None and _is_class_map(m) for m in (masks, predictions))

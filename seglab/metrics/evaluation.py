@@ -247,7 +247,7 @@ class ConfusionMatrix:
     - ``pixel_accuracy``: correctly labelled pixels / all counted pixels;
     - ``confusion_matrix`` (int64 array), ``num_images``, and ``class_names`` when given.
 
-    Pixels whose truth is ``ignore_index`` are not counted. Any other id outside
+    Pixels whose truth is ``ignore_label`` are not counted. Any other id outside
     ``[0, num_classes)`` is an error.
     """
 
@@ -255,7 +255,7 @@ class ConfusionMatrix:
         self,
         num_classes: int,
         class_names: Sequence[str] | None = None,
-        ignore_index: int | None = None,
+        ignore_label: int | None = None,
     ):
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
@@ -263,7 +263,7 @@ class ConfusionMatrix:
             raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
         self.num_classes = int(num_classes)
         self.class_names = tuple(class_names) if class_names is not None else None
-        self.ignore_index = ignore_index
+        self.ignore_label = ignore_label
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
         self.num_images = 0
 
@@ -279,8 +279,8 @@ class ConfusionMatrix:
                 raise TypeError(f"{name} must hold integer class ids, got {array.dtype}")
         pred = pred.reshape(-1).astype(np.int64)
         gt = gt.reshape(-1).astype(np.int64)
-        if self.ignore_index is not None:
-            keep = gt != self.ignore_index
+        if self.ignore_label is not None:
+            keep = gt != self.ignore_label
             pred, gt = pred[keep], gt[keep]
         for name, array in (("gt", gt), ("pred", pred)):
             outside = (array < 0) | (array >= self.num_classes)
@@ -368,6 +368,18 @@ def _salient_target(targets: np.ndarray) -> np.ndarray:
     return (targets * 255).astype(np.uint8)
 
 
+def _declared_logits(model) -> bool:
+    from seglab.models.heads import output_info
+
+    try:
+        return output_info(model).from_logits
+    except (AttributeError, ValueError) as error:
+        raise ValueError(
+            f"cannot tell whether the model's one-channel output is logits or probabilities "
+            f"({error}); pass from_logits=True or False"
+        ) from None
+
+
 def evaluate(
     model,
     dataset,
@@ -377,7 +389,7 @@ def evaluate(
     max_batches: int | None = None,
     from_logits: bool | None = None,
     class_names: Sequence[str] | None = None,
-    ignore_index: int | None = None,
+    ignore_label: int | None = None,
 ) -> dict:
     """Run ``model`` over ``dataset`` and return the metrics as a dict.
 
@@ -397,12 +409,11 @@ def evaluate(
             the probability is at least ``threshold``. The salient metrics sweep all
             thresholds themselves.
         max_batches: stop after this many batches.
-        from_logits: only for one-channel outputs. When None it is decided once, on the
-            first batch: values outside [0, 1] mean logits (a sigmoid is applied).
-            The salient-object models output probabilities; U²-Net's multi-class head and
-            the multi-class models output logits, for which argmax needs no sigmoid.
+        from_logits: only for one-channel outputs. When None it is read from the model's
+            declared outputs (``seglab.models.output_info``); a callable that declares none
+            must say it. Argmax over several channels needs no sigmoid either way.
         class_names: passed to ``ConfusionMatrix`` for the table.
-        ignore_index: for ``"multiclass"``: pixels whose mask holds this id (e.g. 255) are
+        ignore_label: for ``"multiclass"``: pixels whose mask holds this id (e.g. 255) are
             left out of the confusion matrix. Not used by the salient metrics.
 
     Returns:
@@ -435,15 +446,15 @@ def evaluate(
                     else "salient"
                 )
             if channels == 1 and from_logits is None:
-                from_logits = bool(outputs.min() < 0.0 or outputs.max() > 1.0)
+                from_logits = _declared_logits(model)
             if task == "salient":
                 if channels != 1:
                     raise ValueError(
                         f"task='salient' needs a one-channel output; the model gives {channels}"
                     )
-                if ignore_index is not None:
+                if ignore_label is not None:
                     raise ValueError(
-                        "ignore_index applies to task='multiclass'; the salient metrics "
+                        "ignore_label applies to task='multiclass'; the salient metrics "
                         "count every pixel"
                     )
                 evaluator = SODEvaluator()
@@ -455,7 +466,7 @@ def evaluate(
                         f"num_classes={num_classes} but the model outputs {channels} channels"
                     )
                 evaluator = ConfusionMatrix(
-                    num_classes, class_names=class_names, ignore_index=ignore_index
+                    num_classes, class_names=class_names, ignore_label=ignore_label
                 )
         if channels == 1:
             probabilities = _sigmoid(outputs[..., 0]) if from_logits else outputs[..., 0]

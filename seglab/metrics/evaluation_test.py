@@ -231,18 +231,18 @@ def test_confusion_matrix_matches_keras_mean_iou():
     assert matrix.get_results()["mean_iou"] == pytest.approx(float(keras_iou.result()), abs=1e-5)
 
 
-def _numpy_confusion(pred, gt, num_classes, ignore_index):
-    keep = gt != ignore_index
+def _numpy_confusion(pred, gt, num_classes, ignore_label):
+    keep = gt != ignore_label
     expected = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(expected, (gt[keep], pred[keep]), 1)
     return expected
 
 
-def test_confusion_matrix_ignore_index_against_numpy():
+def test_confusion_matrix_ignore_label_against_numpy():
     gt = RNG.integers(0, 4, size=(2, 12, 12))
     gt[RNG.random(gt.shape) < 0.3] = 255
     pred = RNG.integers(0, 4, size=gt.shape)
-    matrix = ConfusionMatrix(4, ignore_index=255)
+    matrix = ConfusionMatrix(4, ignore_label=255)
     for p, g in zip(pred, gt, strict=True):
         matrix.step(p, g)
     expected = _numpy_confusion(pred, gt, 4, 255)
@@ -253,8 +253,8 @@ def test_confusion_matrix_ignore_index_against_numpy():
     )
 
 
-def test_confusion_matrix_ignore_index_and_errors():
-    matrix = ConfusionMatrix(2, ignore_index=255)
+def test_confusion_matrix_ignore_label_and_errors():
+    matrix = ConfusionMatrix(2, ignore_label=255)
     matrix.step(np.array([1, 1, 0]), np.array([1, 255, 0]))
     assert matrix.get_results()["pixel_accuracy"] == 1.0
     with pytest.raises(ValueError, match="gt has class id 7 outside"):
@@ -314,20 +314,20 @@ def test_evaluate_multiclass_keras_model_with_deep_supervision_targets():
         evaluate(model, dataset, task="salient")
 
 
-def test_evaluate_passes_ignore_index_to_the_confusion_matrix():
+def test_evaluate_passes_ignore_label_to_the_confusion_matrix():
     logits = RNG.normal(size=(2, 6, 6, 3)).astype(np.float32)
     masks = RNG.integers(0, 3, size=(2, 6, 6, 1)).astype(np.int32)
     masks[:, :2] = 255  # e.g. an unlabelled border
     dataset = [(np.zeros((2, 6, 6, 3), np.float32), masks)]
-    results = evaluate(_constant_model([logits]), dataset, ignore_index=255)
+    results = evaluate(_constant_model([logits]), dataset, ignore_label=255)
     expected = _numpy_confusion(np.argmax(logits, axis=-1), masks[..., 0], 3, 255)
     np.testing.assert_array_equal(results["confusion_matrix"], expected)
     assert expected.sum() == 2 * 4 * 6
     with pytest.raises(ValueError, match="outside"):  # without it 255 is an unknown class
         evaluate(_constant_model([logits]), dataset)
     soft = [(np.zeros((2, 6, 6, 3), np.float32), np.zeros((2, 6, 6, 1), np.float32))]
-    with pytest.raises(ValueError, match="ignore_index applies to task='multiclass'"):
-        evaluate(_constant_model([logits[..., :1]]), soft, from_logits=True, ignore_index=255)
+    with pytest.raises(ValueError, match="ignore_label applies to task='multiclass'"):
+        evaluate(_constant_model([logits[..., :1]]), soft, from_logits=True, ignore_label=255)
 
 
 def test_evaluate_one_channel_logits_with_integer_masks_is_two_class():

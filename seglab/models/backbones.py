@@ -75,22 +75,28 @@ def imagenet_weights_path(name, input_shape):
     file_name = _imagenet_file_name(key, input_shape)
     cache_dir = _keras_cache_dir()
     target = os.path.join(cache_dir, "models", file_name)
+    # The download mirror and pinned hashes of seglab.data apply to weights files too.
+    from seglab.data.download import resolve_download
+
+    source = resolve_download(base_url + file_name, file_name=file_name, file_hash=file_hash)
     try:
         return keras.utils.get_file(
             file_name,
-            base_url + file_name,
+            source.url,
             cache_subdir="models",
-            file_hash=file_hash,
+            file_hash=source.file_hash,
             cache_dir=cache_dir,
         )
     except Exception as error:  # get_file raises a bare Exception for network failures
         raise WeightsDownloadError(
             f"Could not download the ImageNet weights of the {key} backbone "
-            f"({base_url + file_name}): {error}\n"
+            f"({source.url}): {error}\n"
             f"Keras caches this file as {target}. On a machine without internet, download it "
             "elsewhere and copy it there by hand (the folder is $KERAS_HOME/models when "
-            "KERAS_HOME is set). Or pass weights=None to train the backbone from scratch, "
-            "or weights='/path/to/file.h5' to load a local file."
+            "KERAS_HOME is set); a copy whose checksum differs from the official file is "
+            "deleted unless its hash is registered (seglab.data.register_file_hash). Or pass "
+            "encoder_weights=None to train the backbone from scratch, or "
+            "encoder_weights='/path/to/file.h5' to load a local file."
         ) from error
 
 

@@ -7,7 +7,7 @@ pretrained weights). The notebooks and the ``seglab`` command read the same obje
     recipe = seglab.recipes.get("unet-pets", smoke=True)
     train_set, val_set = recipe.load_data("/data/oxford_pets")
     train_ds, val_ds = recipe.make_datasets(train_set, val_set, seed=0)
-    model = recipe.compile(recipe.build_model(weights=None))
+    model = recipe.compile(recipe.build_model(encoder_weights=None))
     model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs)
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import inspect
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Literal
 
 Task = Literal["multiclass", "salient"]
 
-# Sentinel of build_model(weights=...): the recipe's own choice (``pretrained``).
+# Sentinel of build_model(encoder_weights=...): the recipe's own choice.
 DEFAULT = "default"
 
 
@@ -59,13 +58,14 @@ class Recipe:
             0..1 map, model gives probabilities).
         model: dotted path of the model constructor (or the callable itself).
         model_kwargs: keyword arguments of the constructor besides ``num_classes``,
-            ``input_shape`` and ``weights``.
-        pretrained: what ``build_model()`` loads by default: ``"imagenet"`` or ``None``.
+            ``input_shape``, ``normalization``, ``encoder_weights`` and ``weights``.
+        encoder_weights: how ``build_model()`` initialises the backbone by default:
+            ``"imagenet"`` or ``None`` (also ``None`` for models without a backbone).
         dataset: the loader: ``"oxford_pets"``, ``"cihp"``, ``"duts_te"`` or ``"paddleseg"``.
         dataset_kwargs: loader options (e.g. how many images, the validation fraction).
         num_classes: classes of the masks (1 for saliency).
         class_names: one name per class, for tables and plots (by default the dataset's).
-        normalization: input scaling, see ``seglab.data.make_dataset``.
+        normalization: how the model scales its 0..255 input (``seglab.models.preprocessing``).
         image_size: square side in pixels, for training and evaluation.
         batch_size, epochs: as in the source.
         steps_per_epoch: ``None`` runs through the training set once per epoch.
@@ -77,6 +77,8 @@ class Recipe:
         num_outputs: outputs of the model (deep supervision when more than 1).
         loss_weights: one weight per output, or ``None`` for equal weights.
         class_weights: one weight per class: per-pixel sample weights (multi-class only).
+        ignore_label: mask value of pixels that count in no loss or metric (multi-class; 255
+            as in PaddleSeg), or ``None``.
         augment: ``False``, ``True`` or the options of ``seglab.data.Augment``.
         cache: keep the decoded, resized training images in memory.
         run_eagerly: train without tracing a graph. The smoke runs use it: tracing the
@@ -100,7 +102,7 @@ class Recipe:
     batch_size: int
     epochs: int
     model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    pretrained: str | None = None
+    encoder_weights: str | None = None
     dataset_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     class_names: tuple[str, ...] = ()
     steps_per_epoch: int | None = None
@@ -111,6 +113,7 @@ class Recipe:
     num_outputs: int = 1
     loss_weights: tuple[float, ...] | None = None
     class_weights: tuple[float, ...] | None = None
+    ignore_label: int | None = 255
     augment: bool | Mapping[str, Any] = False
     cache: bool = True
     run_eagerly: bool = False
@@ -193,36 +196,36 @@ class Recipe:
         module, _, function = self.model.rpartition(".")
         return getattr(importlib.import_module(module), function)
 
-    def build_model(self, weights=DEFAULT, input_shape=None):
+    def build_model(self, encoder_weights=DEFAULT, weights=None, input_shape=None):
         """The model of this recipe (not compiled).
 
         Args:
-            weights: ``"default"`` (the recipe's ``pretrained``), ``"imagenet"``, ``None``, or
-                the path of a weights file. Models with a backbone pass it to the constructor;
-                models without one (U²-Net) load a path into the whole model.
+            encoder_weights: ``"default"`` (the recipe's), ``"imagenet"``, ``None`` or a
+                weights file for the backbone (models with one).
+            weights: ``None``, or what the whole model starts from: a ``.keras`` /
+                ``.weights.h5`` file of the same model, or a family's own weights (the
+                official ``u2net.pth``, keras-hub's ``basnet_duts``); see
+                ``seglab.models.weights``.
             input_shape: defaults to ``(image_size, image_size, 3)``.
         """
-        if weights == DEFAULT:
-            weights = self.pretrained
-        if isinstance(weights, str) and weights.lower() in ("none", ""):
-            weights = None
-        constructor = self.model_constructor()
+        if encoder_weights == DEFAULT:
+            encoder_weights = self.encoder_weights
         kwargs = dict(self.model_kwargs)
-        kwargs["num_classes"] = self.num_classes
-        kwargs["input_shape"] = tuple(input_shape or self.input_shape)
-        takes_weights = "weights" in inspect.signature(constructor).parameters
-        if takes_weights:
-            kwargs["weights"] = weights
-        elif weights == "imagenet":
+        kwargs.update(
+            num_classes=self.num_classes,
+            input_shape=tuple(input_shape or self.input_shape),
+            normalization=self.normalization,
+            weights=weights,
+        )
+        # Models with a backbone name it in model_kwargs; only they take encoder_weights.
+        if "backbone" in kwargs:
+            kwargs["encoder_weights"] = encoder_weights
+        elif encoder_weights is not None:
             raise ValueError(
-                f"{self.name}: {constructor.__name__} has no pretrained backbone; use weights=None"
+                f"{self.name}: the model has no backbone to load encoder_weights="
+                f"{encoder_weights!r} into; use weights= for a whole trained model"
             )
-        model = constructor(**kwargs)
-        if weights is not None and not takes_weights:
-            if not Path(weights).is_file():
-                raise FileNotFoundError(f"{weights}: weights file not found")
-            model.load_weights(weights)
-        return model
+        return self.model_constructor()(**kwargs)
 
     def build_optimizer(self):
         import keras
@@ -237,7 +240,9 @@ class Recipe:
         import keras
 
         if self.loss == "sparse_categorical_crossentropy":
-            return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            return keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, ignore_class=self.ignore_label
+            )
         if self.loss == "binary_crossentropy":
             return keras.losses.BinaryCrossentropy()
         if self.loss == "basnet_hybrid":
@@ -250,7 +255,10 @@ class Recipe:
         from seglab.metrics.training import segmentation_metrics
 
         return segmentation_metrics(
-            self.num_classes, from_logits=False, num_outputs=self.num_outputs
+            self.num_classes,
+            from_logits=False,
+            num_outputs=self.num_outputs,
+            ignore_label=self.ignore_label,
         )
 
     def compile(self, model, *, jit_compile="auto", optimizer=None, **kwargs):
@@ -311,7 +319,6 @@ class Recipe:
         common = dict(
             image_size=self.image_size,
             batch_size=batch_size or self.batch_size,
-            normalization=self.normalization,
             num_outputs=self.num_outputs,
             **kwargs,
         )
@@ -334,10 +341,7 @@ class Recipe:
         from seglab.data.pipeline import make_dataset
 
         return make_dataset(
-            val_set,
-            image_size=self.image_size,
-            batch_size=batch_size or self.batch_size,
-            normalization=self.normalization,
+            val_set, image_size=self.image_size, batch_size=batch_size or self.batch_size
         )
 
 
@@ -427,14 +431,19 @@ def _load_duts(recipe: Recipe, data_dir, download):
 
 
 def _load_paddleseg(recipe: Recipe, data_dir, download):
+    from seglab.data import bbbc038
     from seglab.data.paddleseg import load_paddleseg
 
-    path = _need_data_dir(
-        recipe,
-        data_dir,
-        "the activated-sludge micrographs cannot be downloaded automatically: give a PaddleSeg "
-        "folder (train_list.txt, val_list.txt) with --data-dir, or use --synthetic",
-    )
+    if data_dir is None:
+        # The activated-sludge micrographs are not public: by default the lesson trains on a
+        # public two-class micrograph set, BBBC038 nuclei, turned into the same PaddleSeg layout.
+        if not download:
+            raise ValueError(
+                f"{recipe.name}: give a PaddleSeg folder (images/, labels/, train_list.txt, "
+                "val_list.txt) of your own micrographs as data_dir"
+            )
+        return bbbc038.load_bbbc038()
+    path = _need_data_dir(recipe, data_dir, "")
     return load_paddleseg(path, num_classes=recipe.num_classes, class_names=recipe.class_names)
 
 
@@ -490,10 +499,10 @@ UNET_PETS = Recipe(
     title="U-Net (MobileNetV2 encoder) on the Oxford-IIIT Pet trimaps",
     task="multiclass",
     model="seglab.models.unet.unet.unet",
-    # trainable_backbone left at its default: frozen with ImageNet weights (the tutorial),
-    # trained when built with weights=None (frozen random features learn nothing).
+    # encoder_trainable left at its default: frozen with ImageNet weights (the tutorial),
+    # trained when built with encoder_weights=None (frozen random features learn nothing).
     model_kwargs={"backbone": "mobilenetv2"},
-    pretrained="imagenet",
+    encoder_weights="imagenet",
     dataset="oxford_pets",
     num_classes=3,
     normalization="mobilenet",
@@ -528,7 +537,7 @@ UNET_PETS = Recipe(
         "image_size": 64,
         "batch_size": 8,
         "epochs": 1,
-        "pretrained": None,
+        "encoder_weights": None,
         "max_train_images": 16,
         "max_val_images": 8,
     },
@@ -541,7 +550,7 @@ DEEPLABV3PLUS_CIHP = Recipe(
     task="multiclass",
     model="seglab.models.deeplabv3plus.deeplabv3plus.deeplabv3plus",
     model_kwargs={"backbone": "resnet50"},
-    pretrained="imagenet",
+    encoder_weights="imagenet",
     dataset="cihp",
     dataset_kwargs={"num_train": 1000, "num_val": 50},
     num_classes=20,
@@ -576,7 +585,7 @@ DEEPLABV3PLUS_CIHP = Recipe(
         "image_size": 64,
         "batch_size": 2,
         "epochs": 1,
-        "pretrained": None,
+        "encoder_weights": None,
         "max_train_images": 4,
         "max_val_images": 2,
     },
@@ -588,7 +597,7 @@ BASNET_DUTS = Recipe(
     task="salient",
     model="seglab.models.basnet.basnet.basnet",
     model_kwargs={"backbone": "resnet34"},
-    pretrained=None,
+    encoder_weights=None,
     dataset="duts_te",
     dataset_kwargs={"limit": 140, "val_fraction": 0.1},
     num_classes=1,
@@ -656,7 +665,7 @@ U2NET_SLUDGE = Recipe(
     task="multiclass",
     model="seglab.models.u2net.u2net.u2net",
     model_kwargs={"head": "multiclass"},
-    pretrained=None,
+    encoder_weights=None,
     dataset="paddleseg",
     num_classes=2,
     class_names=("background", "floc"),

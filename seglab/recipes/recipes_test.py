@@ -41,7 +41,7 @@ def test_unknown_recipe_lists_the_known_ones():
                 epochs=20,
                 optimizer="Adam",
                 learning_rate=None,
-                pretrained="imagenet",
+                encoder_weights="imagenet",
                 num_classes=3,
                 normalization="mobilenet",  # MobileNetV2's own range, not the tutorial's [0, 1]
                 num_outputs=1,
@@ -56,7 +56,7 @@ def test_unknown_recipe_lists_the_known_ones():
                 batch_size=4,
                 epochs=25,
                 learning_rate=1e-3,
-                pretrained="imagenet",
+                encoder_weights="imagenet",
                 num_classes=20,
                 normalization="resnet",
                 dataset_kwargs={"num_train": 1000, "num_val": 50},
@@ -69,7 +69,7 @@ def test_unknown_recipe_lists_the_known_ones():
                 batch_size=4,
                 learning_rate=1e-4,
                 optimizer_kwargs={"epsilon": 1e-8},
-                pretrained=None,
+                encoder_weights=None,
                 num_classes=1,
                 task="salient",
                 num_outputs=8,
@@ -136,7 +136,7 @@ def test_smoke_settings_are_small(name):
     assert 32 <= smoke.image_size <= 96
     assert smoke.epochs == 1
     assert smoke.max_train_images <= 16 and smoke.max_val_images <= 8
-    assert smoke.pretrained is None
+    assert smoke.encoder_weights is None
     assert smoke.run_eagerly, "tracing the graph would cost more than the few smoke steps"
     assert recipes.get(name).max_train_images is None, "the full recipe uses every image"
 
@@ -158,9 +158,9 @@ def test_to_dict_round_trips_through_json(name):
 
 def test_models_without_a_backbone_refuse_imagenet_and_load_a_weights_file(tmp_path):
     recipe = recipes.get("u2netp-sludge", smoke=True)
-    with pytest.raises(ValueError, match="no pretrained backbone"):
-        recipe.build_model(weights="imagenet")
-    model = recipe.build_model(weights=None)
+    with pytest.raises(ValueError, match="no backbone"):
+        recipe.build_model(encoder_weights="imagenet")
+    model = recipe.build_model(encoder_weights=None)
     path = tmp_path / "u2netp.weights.h5"
     model.save_weights(path)
     again = recipe.build_model(weights=str(path))
@@ -170,9 +170,14 @@ def test_models_without_a_backbone_refuse_imagenet_and_load_a_weights_file(tmp_p
         recipe.build_model(weights=str(tmp_path / "missing.weights.h5"))
 
 
-def test_sludge_without_a_data_dir_says_what_to_give():
-    with pytest.raises(ValueError, match="--data-dir"):
-        recipes.get("u2net-sludge").load_data(None)
+def test_sludge_without_a_data_dir_trains_on_bbbc038(monkeypatch):
+    from seglab.data import bbbc038
+
+    calls = []
+    monkeypatch.setattr(bbbc038, "load_bbbc038", lambda: calls.append("bbbc038") or ("t", "v"))
+    assert recipes.get("u2net-sludge").load_data(None) == ("t", "v") and calls == ["bbbc038"]
+    with pytest.raises(ValueError, match="PaddleSeg folder"):
+        recipes.get("u2net-sludge").load_data(None, download=False)
     with pytest.raises(FileNotFoundError, match="/no/such/folder"):
         recipes.get("u2net-sludge").load_data("/no/such/folder")
 
@@ -203,7 +208,7 @@ def test_smoke_recipe_trains_a_step_on_its_sample(name, sample_data, tmp_path):
         _duts_copy(sample_data, tmp_path) if SAMPLES[name] is None else sample_data(SAMPLES[name])
     )
     train_set, val_set = recipe.load_data(data_dir)
-    assert len(train_set) == recipe.max_train_images or len(train_set) < recipe.max_train_images
+    assert len(train_set) == recipe.max_train_images  # every sample holds more pairs
     assert 1 <= len(val_set) <= recipe.max_val_images
     train_ds, val_ds = recipe.make_datasets(train_set, val_set, seed=0)
     images, targets = next(iter(train_ds))[:2]
@@ -211,7 +216,7 @@ def test_smoke_recipe_trains_a_step_on_its_sample(name, sample_data, tmp_path):
     targets = targets if isinstance(targets, tuple) else (targets,)
     assert len(targets) == recipe.num_outputs
 
-    model = recipe.compile(recipe.build_model(weights=None))
+    model = recipe.compile(recipe.build_model(encoder_weights=None))
     history = model.fit(train_ds.take(1), validation_data=val_ds.take(1), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     # Deep-supervision models name their metrics after output 0 (e.g. "val_refined_mean_iou").

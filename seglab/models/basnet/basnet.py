@@ -22,6 +22,9 @@ from keras import layers
 
 from seglab.models.backbones import WeightsDownloadError, check_input_shape
 from seglab.models.blocks import ResizeLike
+from seglab.models.heads import SegmentationOutput
+from seglab.models.preprocessing import image_input
+from seglab.models.weights import weights_loader
 
 # Basic blocks per stage of the ResNets whose stages the encoder reuses.
 RESNET_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
@@ -37,8 +40,11 @@ def basnet(
     num_classes=1,
     input_shape=(288, 288, 3),
     backbone="resnet34",
+    encoder_weights=None,
     weights=None,
+    normalization="unit",
     filters=64,
+    stage_relu=None,
     name="basnet",
 ):
     """Builds BASNet; returns a ``keras.Model`` with 8 outputs of probabilities.
@@ -48,13 +54,23 @@ def basnet(
         input_shape: ``(H, W, C)``; H and W must be multiples of 32 (or None).
         backbone: ``"resnet34"`` (the paper's) or ``"resnet18"``: whose four stages form the
             first encoder stages.
-        weights: ``None`` (random), ``"imagenet"`` (keras-hub's ImageNet backbone preset,
-            only for ``"resnet18"``), a keras-hub preset name, handle or directory for the
-            backbone, or a ``.weights.h5`` file of a whole BASNet of the same configuration.
+        encoder_weights: ``None`` (random), ``"imagenet"`` (keras-hub's ImageNet backbone
+            preset, only for ``"resnet18"``), or a keras-hub preset name, handle or directory
+            for the backbone.
+        weights: ``None``, a ``.keras`` / ``.weights.h5`` file of a whole BASNet of the same
+            configuration, or ``"basnet_duts"``: keras-hub's BASNet trained on DUTS, converted
+            (downloaded once; see ``seglab.models.basnet.keras_hub_weights``).
+        normalization: how the model scales its 0..255 RGB input (``"unit"``: [0, 1], as the
+            keras.io example; see ``seglab.models.preprocessing``).
         filters: base width. 64 is the paper's model; every stage scales with it
             (``filters=16`` gives a small model for smoke tests). keras-hub's
             ``ResNetBackbone`` only builds a first stage of 64 filters, so other widths use
             blocks of the same structure built here, and cannot load backbone presets.
+        stage_relu: apply a ReLU to each ResNet stage's residual sum before the next stage
+            (as the keras.io example and the original BASNet do). keras-hub's
+            ``BASNetBackbone`` has none there; ``None`` (default) follows keras-hub for its
+            presets (``weights="basnet_duts"``, so the outputs equal keras-hub's) and is True
+            otherwise.
         name: model name.
 
     Returns:
@@ -64,9 +80,10 @@ def basnet(
         probabilities in float32 (also under mixed precision).
     """
     _check_arguments(num_classes, input_shape, backbone, filters)
-    weights_file, preset = _resolve_weights(weights, backbone, filters)
+    preset = _resolve_encoder_weights(encoder_weights, backbone, filters)
+    load_weights = weights_loader(weights, _WEIGHT_CONVERTERS)
 
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    inputs, x = image_input(input_shape, normalization)
     if filters == 64:
         resnet_stages = keras_hub_resnet_stages(backbone, preset)
     else:
@@ -74,24 +91,35 @@ def basnet(
             own_resnet_stage(index, filters * 2**index, blocks, name=f"{backbone}_stage{index + 1}")
             for index, blocks in enumerate(RESNET_BLOCKS[backbone])
         ]
-    side_logits = _predict_module(inputs, resnet_stages, num_classes, filters)
+    if stage_relu is None:
+        stage_relu = weights is None or not _is_keras_hub_basnet(os.fspath(weights))
+    side_logits = _predict_module(x, resnet_stages, num_classes, filters, stage_relu)
     refined_logits = _refinement_module(side_logits[0], num_classes, filters)
 
     outputs = [
-        layers.Activation("sigmoid", dtype="float32", name=output_name)(logits)
-        for output_name, logits in zip(OUTPUT_NAMES, [refined_logits, *side_logits], strict=True)
+        SegmentationOutput("sigmoid", prediction=index == 0, name=output_name)(logits)
+        for index, (output_name, logits) in enumerate(
+            zip(OUTPUT_NAMES, [refined_logits, *side_logits], strict=True)
+        )
     ]
     model = keras.Model(inputs, outputs, name=name)
-    if weights_file is not None:
-        try:
-            model.load_weights(weights_file)
-        except Exception as error:
-            raise ValueError(
-                f"Could not load BASNet weights from {weights_file}: {error}. The file must "
-                f"be saved from a basnet(...) of the same configuration (num_classes="
-                f"{num_classes}, backbone={backbone!r}, filters={filters})."
-            ) from error
-    return model
+    return load_weights(model)
+
+
+def _is_keras_hub_basnet(weights):
+    from seglab.models.basnet.keras_hub_weights import is_keras_hub_preset
+
+    return is_keras_hub_preset(weights)
+
+
+def _load_keras_hub_basnet(model, preset):
+    from seglab.models.basnet.keras_hub_weights import load_basnet_preset
+
+    load_basnet_preset(model, preset)
+
+
+# weights= values besides model files: keras-hub's BASNet presets (names or preset folders).
+_WEIGHT_CONVERTERS = {"basnet_duts": (_is_keras_hub_basnet, _load_keras_hub_basnet)}
 
 
 def keras_hub_resnet_stages(backbone="resnet34", preset=None):
@@ -167,31 +195,27 @@ def _check_arguments(num_classes, input_shape, backbone, filters):
     check_input_shape(input_shape, 32, "BASNet")
 
 
-def _resolve_weights(weights, backbone, filters):
-    """Returns ``(whole-model weights file, backbone preset)``; at most one is not None."""
+def _resolve_encoder_weights(weights, backbone, filters):
+    """The keras-hub backbone preset to load, or None."""
     if weights is None:
-        return None, None
+        return None
     weights = os.fspath(weights)
-    if weights.endswith(".h5"):
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(f"BASNet weights file not found: {weights}")
-        return weights, None
     if weights == "imagenet":
         if backbone not in IMAGENET_PRESETS:
             raise ValueError(
                 f"keras-hub publishes no ImageNet weights for a {backbone} with basic blocks "
                 "and no pre-activation (of those it has only 'resnet_18_imagenet'; its "
-                "'resnet_vd_34_imagenet' is a different network). Use weights=None, "
-                "backbone='resnet18' with weights='imagenet', or a .weights.h5 file of a "
-                "trained BASNet."
+                "'resnet_vd_34_imagenet' is a different network). Use encoder_weights=None, "
+                "backbone='resnet18' with encoder_weights='imagenet', or weights='basnet_duts' "
+                "for a whole trained BASNet."
             )
         weights = IMAGENET_PRESETS[backbone]
     if filters != 64:
         raise ValueError(
             f"The backbone preset {weights!r} has 64 filters in its first stage; it cannot "
-            f"initialise a BASNet with filters={filters}. Use filters=64 or weights=None."
+            f"initialise a BASNet with filters={filters}. Use filters=64 or encoder_weights=None."
         )
-    return None, weights
+    return weights
 
 
 def _conv_bn_relu(x, filters, name, dilation=1):
@@ -246,7 +270,7 @@ def own_resnet_stage(index, filters, num_blocks, name=None):
     return keras.Model(inputs, x, name=name or f"resnet_stage{index + 1}")
 
 
-def _predict_module(inputs, resnet_stages, num_classes, filters):
+def _predict_module(inputs, resnet_stages, num_classes, filters, stage_relu=True):
     """Encoder, bridge, decoder and side heads; returns the 7 side logits at input size."""
     deep = filters * 8
     x = layers.Conv2D(filters, 3, padding="same", name="predict_input_conv")(inputs)
@@ -255,7 +279,8 @@ def _predict_module(inputs, resnet_stages, num_classes, filters):
     for index, stage in enumerate(resnet_stages):
         x = stage(x)
         skips.append(x)
-        x = layers.ReLU(name=f"encoder{index + 1}_relu")(x)
+        if stage_relu:
+            x = layers.ReLU(name=f"encoder{index + 1}_relu")(x)
     for stage in (5, 6):
         x = layers.MaxPooling2D(2, name=f"encoder{stage}_pool")(x)
         for block in range(3):

@@ -168,12 +168,12 @@ def test_offline_preset_request_gives_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(keras_hub.models.ResNetBackbone, "from_preset", offline)
     with pytest.raises(WeightsDownloadError, match="resnet_18_imagenet.*weights=None"):
-        basnet(backbone="resnet18", weights="imagenet", input_shape=(64, 64, 3))
+        basnet(backbone="resnet18", encoder_weights="imagenet", input_shape=(64, 64, 3))
 
 
 def test_bad_arguments_are_refused_with_clear_messages(tmp_path):
     with pytest.raises(ValueError, match="no ImageNet weights for a resnet34"):
-        basnet(weights="imagenet")
+        basnet(encoder_weights="imagenet")
     missing = tmp_path / "missing.weights.h5"
     with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
         basnet(weights=str(missing))
@@ -182,4 +182,6 @@ def test_bad_arguments_are_refused_with_clear_messages(tmp_path):
     with pytest.raises(ValueError, match="Unknown BASNet backbone 'resnet50'"):
         basnet(backbone="resnet50")
     with pytest.raises(ValueError, match="filters=16"):
-        basnet(backbone="resnet18", weights="imagenet", filters=16)
+        basnet(backbone="resnet18", encoder_weights="imagenet", filters=16)
+    with pytest.raises(ValueError, match="unknown weights 'imagenet'"):
+        basnet(weights="imagenet")

@@ -11,6 +11,9 @@ from keras import layers
 
 from seglab.models.backbones import backbone_key, build_backbone, check_input_shape
 from seglab.models.blocks import ResizeLike
+from seglab.models.heads import SegmentationOutput
+from seglab.models.preprocessing import image_input
+from seglab.models.weights import weights_loader
 
 # (deep features for the pyramid pooling, low-level features for the decoder), per backbone.
 FEATURE_LAYERS = {"resnet50": ("conv4_block6_2_relu", "conv2_block3_2_relu")}
@@ -49,7 +52,10 @@ def deeplabv3plus(
     num_classes=20,
     input_shape=(512, 512, 3),
     backbone="resnet50",
-    weights="imagenet",
+    encoder_weights="imagenet",
+    encoder_trainable=True,
+    weights=None,
+    normalization="resnet",
     name="deeplabv3plus",
 ):
     """DeepLabV3+ returning per-pixel logits ``(B, H, W, num_classes)`` (float32).
@@ -61,9 +67,14 @@ def deeplabv3plus(
         input_shape: ``(height, width, channels)``; height and width must be multiples of 16
             (or ``None`` for a free size, a multiple of 16 at call time).
         backbone: ``"resnet50"``.
-        weights: ``"imagenet"``, ``None`` (random initialisation) or the path of a weights file
-            for the backbone. ImageNet ResNet50 expects ``keras.applications.resnet50``
-            preprocessing (``normalization="resnet"`` in ``seglab.data``).
+        encoder_weights: ``"imagenet"``, ``None`` (random initialisation) or the path of a
+            weights file for the backbone.
+        encoder_trainable: train the backbone with the rest (the Keras example does).
+        weights: ``None``, or a ``.keras`` / ``.weights.h5`` file of a trained DeepLabV3+ of
+            the same configuration.
+        normalization: how the model scales its 0..255 RGB input; ``"resnet"`` is
+            ``keras.applications.resnet50.preprocess_input``, what the ImageNet ResNet50
+            expects (see ``seglab.models.preprocessing``).
         name: model name.
     """
     key = backbone_key(backbone, supported=tuple(FEATURE_LAYERS))
@@ -71,16 +82,18 @@ def deeplabv3plus(
     if int(num_classes) < 1:
         raise ValueError(f"deeplabv3plus: num_classes must be at least 1; got {num_classes!r}.")
 
-    base = build_backbone(key, input_shape=input_shape, weights=weights)
+    load_weights = weights_loader(weights)
+    base = build_backbone(key, input_shape=input_shape, weights=encoder_weights)
     deep_name, low_level_name = FEATURE_LAYERS[key]
     encoder = keras.Model(
         base.input,
         [base.get_layer(deep_name).output, base.get_layer(low_level_name).output],
         name=f"{key}_encoder",
     )
+    encoder.trainable = bool(encoder_trainable)
 
-    inputs = keras.Input(shape=input_shape, name="image")
-    deep, low_level = encoder(inputs)
+    inputs, x = image_input(input_shape, normalization)
+    deep, low_level = encoder(x)
     x = _dilated_spatial_pyramid_pooling(deep)
     x = ResizeLike(name="decoder_upsample")([x, low_level])  # stride 16 -> 4
     low_level = _conv_block(low_level, "decoder_low_level", filters=48, kernel_size=1)
@@ -88,5 +101,6 @@ def deeplabv3plus(
     x = _conv_block(x, "decoder_conv1")
     x = _conv_block(x, "decoder_conv2")
     x = ResizeLike(name="upsample_to_input")([x, inputs])
-    logits = layers.Conv2D(num_classes, 1, padding="same", dtype="float32", name="logits")(x)
-    return keras.Model(inputs, logits, name=name)
+    x = layers.Conv2D(num_classes, 1, padding="same", name="logits_conv")(x)
+    logits = SegmentationOutput("linear", name="logits")(x)
+    return load_weights(keras.Model(inputs, logits, name=name))

@@ -15,7 +15,7 @@ def _images(count, height, width, seed=0):
 
 
 def test_parameter_count_and_output_at_512_match_the_keras_example():
-    model = deeplabv3plus(num_classes=20, input_shape=(512, 512, 3), weights=None)
+    model = deeplabv3plus(num_classes=20, input_shape=(512, 512, 3), encoder_weights=None)
     assert model.count_params() == 11_857_236
 
     logits = _infer(model, _images(1, 512, 512))
@@ -24,14 +24,14 @@ def test_parameter_count_and_output_at_512_match_the_keras_example():
 
 
 def test_logits_have_the_input_size_at_another_size():
-    model = deeplabv3plus(num_classes=5, input_shape=(96, 128, 3), weights=None)
+    model = deeplabv3plus(num_classes=5, input_shape=(96, 128, 3), encoder_weights=None)
     logits = _infer(model, _images(2, 96, 128))
     assert logits.shape == (2, 96, 128, 5)
     assert np.isfinite(logits).all()
 
 
 def test_pyramid_pooling_and_decoder_follow_the_example():
-    model = deeplabv3plus(num_classes=20, input_shape=(128, 128, 3), weights=None)
+    model = deeplabv3plus(num_classes=20, input_shape=(128, 128, 3), encoder_weights=None)
     encoder = model.get_layer("resnet50_encoder")
     # Stride 16 for the pyramid pooling, stride 4 for the decoder's low-level features.
     assert [tuple(output.shape[1:]) for output in encoder.outputs] == [(8, 8, 256), (32, 32, 64)]
@@ -49,7 +49,7 @@ def test_pyramid_pooling_and_decoder_follow_the_example():
 
 
 def test_free_input_size_accepts_multiples_of_16():
-    model = deeplabv3plus(num_classes=3, input_shape=(None, None, 3), weights=None)
+    model = deeplabv3plus(num_classes=3, input_shape=(None, None, 3), encoder_weights=None)
     for height, width in [(64, 64), (48, 80)]:
         logits = model(np.zeros((1, height, width, 3), "float32"), training=False)
         assert tuple(logits.shape) == (1, height, width, 3)
@@ -59,7 +59,7 @@ def test_a_few_optimiser_steps_lower_the_loss():
     keras.utils.set_random_seed(0)
     images = _images(2, 64, 64)
     labels = (images[..., :1] > 0.5).astype("int32")  # class 1 where the red channel is bright
-    model = deeplabv3plus(num_classes=2, input_shape=(64, 64, 3), weights=None)
+    model = deeplabv3plus(num_classes=2, input_shape=(64, 64, 3), encoder_weights=None)
     # Eager steps: cheaper here than tracing ResNet50's training graph for three steps.
     model.compile(
         optimizer=keras.optimizers.Adam(1e-4),
@@ -71,7 +71,7 @@ def test_a_few_optimiser_steps_lower_the_loss():
 
 
 def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
-    model = deeplabv3plus(num_classes=4, input_shape=(64, 64, 3), weights=None)
+    model = deeplabv3plus(num_classes=4, input_shape=(64, 64, 3), encoder_weights=None)
     images = _images(2, 64, 64)
     expected = _infer(model, images)
 
@@ -86,7 +86,7 @@ def test_logits_stay_float32_under_mixed_precision():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:
-        model = deeplabv3plus(num_classes=3, input_shape=(64, 64, 3), weights=None)
+        model = deeplabv3plus(num_classes=3, input_shape=(64, 64, 3), encoder_weights=None)
     finally:
         keras.config.set_dtype_policy(previous)
     assert model.get_layer("aspp_fuse_conv").compute_dtype == "float16"
@@ -104,4 +104,4 @@ def test_logits_stay_float32_under_mixed_precision():
 )
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        deeplabv3plus(weights=None, **kwargs)
+        deeplabv3plus(encoder_weights=None, **kwargs)

@@ -380,3 +380,24 @@ def test_synthetic_writer_round_trip(tmp_path):
     assert list(read) == ["a.weight", "b"]
     np.testing.assert_array_equal(read["a.weight"], state["a.weight"])
     assert read["a.weight"].dtype == np.float16 and read["b"].dtype == np.float64
+
+
+def test_constructor_loads_the_checkpoint_with_the_official_preprocessing(fixture_dir):
+    """u2netp(weights="….pth") picks normalization="u2net_official": on a 0..255 image it
+    gives what the bare network gives on the official test script's preprocessed input."""
+    from seglab.models import preprocessing_of, u2netp
+
+    model = u2netp(input_shape=(None, None, 3), weights=str(fixture_dir / ZIP_FILE))
+    assert preprocessing_of(model).mode == "u2net_official"
+    bare = u2netp(
+        input_shape=(None, None, 3), weights=str(fixture_dir / ZIP_FILE), normalization=None
+    )
+    image = np.random.default_rng(0).integers(0, 200, (1, 48, 64, 3)).astype("float32")
+    official = (image / image.max() - np.array([0.485, 0.456, 0.406])) / np.array(
+        [0.229, 0.224, 0.225]
+    )
+    np.testing.assert_allclose(
+        model.predict_on_batch(image)[0],
+        bare.predict_on_batch(official.astype("float32"))[0],
+        atol=1e-5,
+    )

@@ -19,7 +19,10 @@ import keras
 from keras import layers
 
 from seglab.models.blocks import ResizeLike
+from seglab.models.heads import SegmentationOutput
+from seglab.models.preprocessing import image_input
 from seglab.models.u2net.rsu import RSU
+from seglab.models.weights import weights_loader
 
 HEADS = ("salient", "multiclass")
 OUTPUT_NAMES = ("fused", "side1", "side2", "side3", "side4", "side5", "side6")
@@ -75,13 +78,15 @@ def _check_arguments(num_classes, input_shape, head):
         )
 
 
-def _build(name, encoder, decoder, num_classes, input_shape, head):
+def _build(name, encoder, decoder, num_classes, input_shape, head, weights, normalization):
     _check_arguments(num_classes, input_shape, head)
-    inputs = keras.Input(shape=input_shape, name="image")
+    load_weights = weights_loader(weights, _WEIGHT_CONVERTERS)
+    if normalization == "auto":
+        normalization = "u2net_official" if _is_official_checkpoint(weights) else "unit"
+    inputs, x = image_input(input_shape, normalization)
 
     # Encoder: stage1 … stage6, pooled between stages.
     encoder_features = []
-    x = inputs
     for index, (height, mid, out, dilated) in enumerate(encoder, start=1):
         if index > 1:
             x = layers.MaxPooling2D(2, strides=2, padding="same", name=f"pool{index - 1}{index}")(x)
@@ -114,13 +119,38 @@ def _build(name, encoder, decoder, num_classes, input_shape, head):
     # Float32 outputs so losses stay in float32 under mixed precision.
     activation = "sigmoid" if head == "salient" else "linear"
     outputs = [
-        layers.Activation(activation, dtype="float32", name=output_name)(logits)
-        for output_name, logits in zip(OUTPUT_NAMES, [fused_logits, *side_logits], strict=True)
+        SegmentationOutput(activation, prediction=index == 0, name=output_name)(logits)
+        for index, (output_name, logits) in enumerate(
+            zip(OUTPUT_NAMES, [fused_logits, *side_logits], strict=True)
+        )
     ]
-    return keras.Model(inputs, outputs, name=name)
+    model = keras.Model(inputs, outputs, name=name)
+    return load_weights(model)
 
 
-def u2net(num_classes=1, input_shape=(320, 320, 3), head="salient"):
+def _is_official_checkpoint(weights):
+    if weights is None:
+        return False
+    from seglab.models.u2net.checkpoint import is_torch_checkpoint
+
+    return is_torch_checkpoint(weights)
+
+
+def _load_official_checkpoint(model, path):
+    from seglab.models.u2net.checkpoint import load_official_weights
+
+    load_official_weights(model, path)
+
+
+# weights= values besides model files: the authors' PyTorch checkpoints (u2net.pth, u2netp.pth).
+_WEIGHT_CONVERTERS = {
+    "official .pth checkpoint": (_is_official_checkpoint, _load_official_checkpoint)
+}
+
+
+def u2net(
+    num_classes=1, input_shape=(320, 320, 3), head="salient", weights=None, normalization="auto"
+):
     """U²-Net (44.0 M parameters with one output channel).
 
     Args:
@@ -129,17 +159,45 @@ def u2net(num_classes=1, input_shape=(320, 320, 3), head="salient"):
         input_shape: ``(height, width, channels)``; any size works, also ``(None, None, 3)``.
         head: ``"salient"`` (sigmoid probabilities, 3×3 side convs) or ``"multiclass"``
             (logits, 1×1 side convs).
+        weights: ``None``; a ``.keras`` / ``.weights.h5`` file of the same model; or the
+            authors' PyTorch checkpoint (``u2net.pth`` for ``u2net``, ``u2netp.pth`` for
+            ``u2netp``), read without PyTorch (``seglab.models.u2net.checkpoint``). With a
+            multi-class head, a salient checkpoint initialises everything but the heads.
+        normalization: how the model scales its 0..255 RGB input: ``"auto"`` (default) is
+            ``"u2net_official"`` (the official test script's: divide by the image maximum,
+            then ImageNet mean/std) when ``weights`` is an official checkpoint, else
+            ``"unit"`` ([0, 1]); any mode of ``seglab.models.preprocessing``, or ``None``.
 
     Returns:
         A ``keras.Model`` whose outputs are ``[fused, side1, …, side6]``, each
         ``(B, H, W, num_classes)`` float32.
     """
-    return _build("u2net", _U2NET_ENCODER, _U2NET_DECODER, num_classes, input_shape, head)
+    return _build(
+        "u2net",
+        _U2NET_ENCODER,
+        _U2NET_DECODER,
+        num_classes,
+        input_shape,
+        head,
+        weights,
+        normalization,
+    )
 
 
-def u2netp(num_classes=1, input_shape=(320, 320, 3), head="salient"):
+def u2netp(
+    num_classes=1, input_shape=(320, 320, 3), head="salient", weights=None, normalization="auto"
+):
     """U²-NetP, the small U²-Net (1.13 M parameters with one output channel).
 
     Same arguments and outputs as :func:`u2net`.
     """
-    return _build("u2netp", _U2NETP_ENCODER, _U2NETP_DECODER, num_classes, input_shape, head)
+    return _build(
+        "u2netp",
+        _U2NETP_ENCODER,
+        _U2NETP_DECODER,
+        num_classes,
+        input_shape,
+        head,
+        weights,
+        normalization,
+    )

@@ -10,6 +10,9 @@ import keras
 from keras import layers
 
 from seglab.models.backbones import backbone_key, build_backbone, check_input_shape
+from seglab.models.heads import SegmentationOutput
+from seglab.models.preprocessing import image_input
+from seglab.models.weights import weights_loader
 
 # Encoder outputs used as skip connections, finest first; the last one feeds the decoder.
 # Sizes for a 128x128 input: 64, 32, 16, 8, 4.
@@ -59,8 +62,10 @@ def unet(
     num_classes=3,
     input_shape=(128, 128, 3),
     backbone="mobilenetv2",
-    weights="imagenet",
-    trainable_backbone=None,
+    encoder_weights="imagenet",
+    encoder_trainable=None,
+    weights=None,
+    normalization="mobilenet",
     dropout=0.0,
     backbone_bn_momentum=None,
     name="unet",
@@ -78,22 +83,27 @@ def unet(
         input_shape: ``(height, width, channels)``; height and width must be multiples of 32
             (or ``None`` for a free size, which must then be a multiple of 32 at call time).
         backbone: ``"mobilenetv2"``.
-        weights: ``"imagenet"``, ``None`` (random initialisation) or the path of a weights file
-            for the backbone. ImageNet MobileNetV2 expects images scaled to ``[-1, 1]``.
-        trainable_backbone: ``None`` (default) freezes a pretrained encoder, as the tutorial
-            does, and trains an encoder with ``weights=None`` (frozen random features are of
-            no use). ``True`` fine-tunes a pretrained encoder. ``False`` with ``weights=None``
-            is honoured but warns.
+        encoder_weights: ``"imagenet"``, ``None`` (random initialisation) or the path of a
+            weights file for the backbone.
+        encoder_trainable: ``None`` (default) freezes a pretrained encoder, as the tutorial
+            does, and trains an encoder with ``encoder_weights=None`` (frozen random features
+            are of no use). ``True`` fine-tunes a pretrained encoder. ``False`` with
+            ``encoder_weights=None`` is honoured but warns.
+        weights: ``None``, or a ``.keras`` / ``.weights.h5`` file of a trained U-Net of the
+            same configuration to start from.
+        normalization: how the model scales its 0..255 RGB input (``"mobilenet"``: [-1, 1],
+            the range ImageNet MobileNetV2 was trained on; see
+            ``seglab.models.preprocessing``); ``None`` feeds the input to the encoder as is.
         dropout: dropout rate in the decoder blocks (pix2pix uses 0.5 when enabled).
         backbone_bn_momentum: momentum of the encoder's BatchNormalization moving statistics.
-            ``None`` (default) keeps Keras' value (0.999) for pretrained weights and uses 0.9
-            with ``weights=None``: at 0.999 the moving statistics of a backbone trained from
+            ``None`` (default) keeps the value ``keras.applications.MobileNetV2`` sets (0.999)
+            for pretrained weights and uses 0.9 with ``encoder_weights=None``: at 0.999 the moving statistics of a backbone trained from
             scratch are still close to their initial values after hundreds of steps, and
             inference-mode predictions collapse to a single class.
         name: model name.
 
     Returns:
-        A ``keras.Model`` mapping images to logits of shape ``(B, H, W, num_classes)``.
+        A ``keras.Model`` mapping 0..255 RGB images to logits ``(B, H, W, num_classes)``.
     """
     key = backbone_key(backbone, supported=tuple(SKIP_LAYERS))
     input_shape = check_input_shape(input_shape, 32, "unet")
@@ -102,31 +112,31 @@ def unet(
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"unet: dropout must be in [0, 1); got {dropout!r}.")
 
-    from_scratch = weights is None
-    if trainable_backbone is None:
-        trainable_backbone = from_scratch
-    elif from_scratch and not trainable_backbone:
+    from_scratch = encoder_weights is None
+    if encoder_trainable is None:
+        encoder_trainable = from_scratch
+    elif from_scratch and not encoder_trainable:
         warnings.warn(
-            "unet: weights=None with trainable_backbone=False keeps a randomly initialised "
+            "unet: encoder_weights=None with encoder_trainable=False keeps a randomly initialised "
             "encoder frozen; its features will not be learned.",
             stacklevel=2,
         )
     if backbone_bn_momentum is None and from_scratch:
         backbone_bn_momentum = FROM_SCRATCH_BN_MOMENTUM
 
-    encoder = _encoder(key, input_shape, weights, backbone_bn_momentum)
+    load_weights = weights_loader(weights)
+    encoder = _encoder(key, input_shape, encoder_weights, backbone_bn_momentum)
     # A frozen encoder also runs its BatchNormalization in inference mode (Keras 3 behaviour).
-    encoder.trainable = bool(trainable_backbone)
+    encoder.trainable = bool(encoder_trainable)
 
-    inputs = keras.Input(shape=input_shape, name="image")
-    skips = encoder(inputs)
+    inputs, x = image_input(input_shape, normalization)
+    skips = encoder(x)
     x = skips[-1]
     for index, (filters, skip) in enumerate(
         zip(DECODER_FILTERS, reversed(skips[:-1]), strict=True), start=1
     ):
         x = _upsample_block(x, filters, dropout, name=f"decoder{index}")
         x = layers.Concatenate(name=f"decoder{index}_concat")([x, skip])
-    logits = layers.Conv2DTranspose(
-        num_classes, 3, strides=2, padding="same", dtype="float32", name="logits"
-    )(x)
-    return keras.Model(inputs, logits, name=name)
+    x = layers.Conv2DTranspose(num_classes, 3, strides=2, padding="same", name="logits_conv")(x)
+    logits = SegmentationOutput("linear", name="logits")(x)
+    return load_weights(keras.Model(inputs, logits, name=name))

@@ -43,7 +43,7 @@ def _train_from_scratch(backbone_bn_momentum=None, epochs=20):
     model = unet(
         num_classes=2,
         input_shape=(64, 64, 3),
-        weights=None,
+        encoder_weights=None,
         backbone_bn_momentum=backbone_bn_momentum,
     )
     model.compile(
@@ -71,7 +71,7 @@ def test_parameter_counts_match_the_tensorflow_tutorial():
     # The tutorial's summary at 128x128x3, 3 classes, frozen encoder.
     with pytest.warns(UserWarning, match="randomly initialised encoder frozen"):
         model = unet(
-            num_classes=3, input_shape=(128, 128, 3), weights=None, trainable_backbone=False
+            num_classes=3, input_shape=(128, 128, 3), encoder_weights=None, encoder_trainable=False
         )
     assert model.count_params() == 6_504_227
     assert _parameter_count(model.trainable_weights) == 4_660_323
@@ -80,7 +80,7 @@ def test_parameter_counts_match_the_tensorflow_tutorial():
 
 @pytest.mark.parametrize("input_shape", [(64, 64, 3), (96, 160, 3)])
 def test_logits_have_the_input_size(input_shape):
-    model = unet(num_classes=4, input_shape=input_shape, weights=None)
+    model = unet(num_classes=4, input_shape=input_shape, encoder_weights=None)
     images = np.random.default_rng(0).random((2, *input_shape), dtype="float32")
     logits = _infer(model, images)
     assert logits.shape == (2, input_shape[0], input_shape[1], 4)
@@ -89,7 +89,7 @@ def test_logits_have_the_input_size(input_shape):
 
 
 def test_skip_connections_are_the_tutorials_layers():
-    model = unet(input_shape=(128, 128, 3), weights=None)
+    model = unet(input_shape=(128, 128, 3), encoder_weights=None)
     encoder = model.get_layer("mobilenetv2_encoder")
     assert [tuple(output.shape[1:3]) for output in encoder.outputs] == [
         (64, 64),
@@ -104,22 +104,24 @@ def test_skip_connections_are_the_tutorials_layers():
 
 
 def test_pretrained_encoder_is_frozen_and_keeps_keras_momentum(encoder_weights_file):
-    model = unet(input_shape=(64, 64, 3), weights=encoder_weights_file)
+    model = unet(input_shape=(64, 64, 3), encoder_weights=encoder_weights_file)
     encoder = model.get_layer("mobilenetv2_encoder")
     assert not encoder.trainable
     assert _batchnorm_momenta(encoder) == {0.999}
 
-    finetuned = unet(input_shape=(64, 64, 3), weights=encoder_weights_file, trainable_backbone=True)
+    finetuned = unet(
+        input_shape=(64, 64, 3), encoder_weights=encoder_weights_file, encoder_trainable=True
+    )
     assert finetuned.get_layer("mobilenetv2_encoder").trainable
 
 
 def test_from_scratch_encoder_is_trained_with_faster_batchnorm_statistics():
-    model = unet(input_shape=(64, 64, 3), weights=None)
+    model = unet(input_shape=(64, 64, 3), encoder_weights=None)
     encoder = model.get_layer("mobilenetv2_encoder")
     assert encoder.trainable
     assert _batchnorm_momenta(encoder) == {FROM_SCRATCH_BN_MOMENTUM}
 
-    custom = unet(input_shape=(64, 64, 3), weights=None, backbone_bn_momentum=0.95)
+    custom = unet(input_shape=(64, 64, 3), encoder_weights=None, backbone_bn_momentum=0.95)
     assert _batchnorm_momenta(custom.get_layer("mobilenetv2_encoder")) == {0.95}
 
 
@@ -160,7 +162,7 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path, encoder_weights
 
 
 def test_free_input_size_accepts_multiples_of_32():
-    model = unet(num_classes=2, input_shape=(None, None, 3), weights=None)
+    model = unet(num_classes=2, input_shape=(None, None, 3), encoder_weights=None)
     for height, width in [(64, 64), (32, 96)]:
         logits = model(np.zeros((1, height, width, 3), "float32"), training=False)
         assert tuple(logits.shape) == (1, height, width, 2)
@@ -170,7 +172,7 @@ def test_logits_stay_float32_under_mixed_precision():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:
-        model = unet(num_classes=3, input_shape=(64, 64, 3), weights=None)
+        model = unet(num_classes=3, input_shape=(64, 64, 3), encoder_weights=None)
     finally:
         keras.config.set_dtype_policy(previous)
     assert model.get_layer("decoder1_upconv").compute_dtype == "float16"
@@ -189,4 +191,4 @@ def test_logits_stay_float32_under_mixed_precision():
 )
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        unet(weights=None, **kwargs)
+        unet(encoder_weights=None, **kwargs)
