@@ -25,6 +25,7 @@ if "google.colab" in sys.modules:
 """
 
 MAX_STEPS_ENV = "SEGLAB_MAX_STEPS"
+MAX_BATCH_ENV = "SEGLAB_MAX_BATCH_SIZE"
 
 # The course's sample datasets (in the folder named by SEGLAB_SAMPLE_DATA), by recipe dataset.
 SAMPLE_FOLDERS = {
@@ -61,6 +62,20 @@ def max_steps() -> int | None:
     if steps < 1:
         raise ValueError(f"{MAX_STEPS_ENV}={value!r}: expected a positive whole number of steps")
     return steps
+
+
+def max_batch_size() -> int | None:
+    """The cap ``SEGLAB_MAX_BATCH_SIZE`` sets on a recipe's batch size, or ``None``.
+
+    Only for rehearsing a full configuration on a machine too small for it: BASNet's batch of
+    4 at 288 px needs about 27 GB on a CPU, more than CI's 24 GB.
+    """
+    value = os.environ.get(MAX_BATCH_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{MAX_BATCH_ENV}={value!r}: expected a positive whole number")
+    return int(value)
 
 
 def fit_limits(epochs: int, steps_per_epoch: int | None = None) -> dict:

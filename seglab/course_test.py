@@ -99,3 +99,19 @@ def test_install_cell_names_the_repository_once_and_no_dev_extra():
     assert f'"seglab @ git+{course.REPOSITORY}"' in course.INSTALL_CELL
     assert "[dev]" not in course.INSTALL_CELL
     assert "tensorflow=={version('tensorflow')}" in course.INSTALL_CELL
+
+
+def test_rehearsal_caps_apply_to_every_recipe(monkeypatch):
+    from seglab import recipes
+
+    monkeypatch.setenv("SEGLAB_MAX_STEPS", "2")
+    monkeypatch.setenv("SEGLAB_MAX_BATCH_SIZE", "1")
+    recipe = recipes.get("basnet-duts")
+    assert recipe.batch_size == 1 and recipe.run_eagerly and recipe.image_size == 288
+    monkeypatch.setenv("SEGLAB_MAX_BATCH_SIZE", "many")
+    with pytest.raises(ValueError, match="SEGLAB_MAX_BATCH_SIZE"):
+        recipes.get("basnet-duts")
+    monkeypatch.delenv("SEGLAB_MAX_BATCH_SIZE")
+    monkeypatch.delenv("SEGLAB_MAX_STEPS")
+    assert recipes.get("basnet-duts").batch_size == 4
+    assert not recipes.get("basnet-duts").run_eagerly

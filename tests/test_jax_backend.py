@@ -47,7 +47,7 @@ def test_every_model_runs_a_forward_pass_and_a_training_step_under_jax():
         import keras
         from seglab import losses, models
 
-        x = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
+        x = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32) * 255.0
         built = {
             "unet": models.unet(num_classes=3, input_shape=(64, 64, 3), encoder_weights=None),
             "deeplabv3plus": models.deeplabv3plus(num_classes=5, input_shape=(64, 64, 3), encoder_weights=None),

@@ -115,8 +115,8 @@ def test_pets_weighted_variant_uses_the_tutorial_class_weights():
 
 def test_basnet_reference_is_the_paper_mae():
     reference = recipes.get("basnet-duts").reference
-    assert reference.metrics == {"mae": 0.042}
-    assert "BASNet" in reference.source
+    assert reference.metrics == {"mae": 0.047}  # the CVPR 2019 table, not keras.io's 0.042
+    assert "BASNet" in reference.source and "0.042" in reference.note
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -46,7 +46,7 @@ def test_parameter_count_matches_keras_io_example():
 @pytest.mark.parametrize("size", [64, 96])
 def test_outputs_are_eight_probability_maps_of_input_size(size):
     model = basnet(num_classes=1, input_shape=(size, size, 3), filters=16)
-    images = np.random.default_rng(0).random((2, size, size, 3), dtype=np.float32)
+    images = np.random.default_rng(0).random((2, size, size, 3), dtype=np.float32) * 255.0
     outputs = _predict(model, images)
     assert len(outputs) == 8
     for output in outputs:
@@ -61,7 +61,7 @@ def test_several_classes_give_several_channels():
 
 
 def test_refined_map_is_coarse_map_plus_residual(smoke_model):
-    images = np.random.default_rng(1).random((1, 64, 64, 3), dtype=np.float32)
+    images = np.random.default_rng(1).random((1, 64, 64, 3), dtype=np.float32) * 255.0
     coarse = smoke_model.get_layer("side_1").input
     residual = smoke_model.get_layer("refine_output_conv").output
     probe = keras.Model(smoke_model.input, [coarse, residual, smoke_model.outputs[0]])
@@ -84,7 +84,7 @@ def test_keras_file_round_trip_gives_identical_outputs(smoke_model, tmp_path):
     path = tmp_path / "basnet.keras"
     smoke_model.save(path)
     restored = keras.models.load_model(path)
-    images = np.random.default_rng(2).random((2, 64, 64, 3), dtype=np.float32)
+    images = np.random.default_rng(2).random((2, 64, 64, 3), dtype=np.float32) * 255.0
     for before, after in zip(
         _predict(smoke_model, images), _predict(restored, images), strict=True
     ):
@@ -95,7 +95,7 @@ def test_weights_file_initialises_the_model(smoke_model, tmp_path):
     path = tmp_path / "basnet.weights.h5"
     smoke_model.save_weights(path)
     model = basnet(**SMOKE, weights=str(path))
-    images = np.random.default_rng(3).random((1, 64, 64, 3), dtype=np.float32)
+    images = np.random.default_rng(3).random((1, 64, 64, 3), dtype=np.float32) * 255.0
     np.testing.assert_array_equal(_predict(smoke_model, images)[0], _predict(model, images)[0])
 
 
@@ -112,7 +112,7 @@ def test_keras_hub_stages_skip_the_stem_and_round_trip(tmp_path):
     model = keras.Model(inputs, x)
     model.save(tmp_path / "stages.keras")
     restored = keras.models.load_model(tmp_path / "stages.keras")
-    images = np.random.default_rng(4).random((1, 32, 32, 3), dtype=np.float32)
+    images = np.random.default_rng(4).random((1, 32, 32, 3), dtype=np.float32) * 255.0
     np.testing.assert_array_equal(_predict(model, images), _predict(restored, images))
 
 
@@ -141,7 +141,7 @@ def test_training_steps_lower_the_hybrid_loss_on_all_outputs():
     keras.utils.set_random_seed(5)
     model = basnet(**SMOKE)
     rng = np.random.default_rng(5)
-    images = rng.random((2, 64, 64, 3), dtype=np.float32)
+    images = rng.random((2, 64, 64, 3), dtype=np.float32) * 255.0
     masks = np.zeros((2, 64, 64, 1), np.float32)
     masks[0, 16:48, 20:44] = 1.0
     masks[1, 8:30, 8:56] = 1.0

@@ -11,7 +11,7 @@ def _infer(model, images):
 
 
 def _images(count, height, width, seed=0):
-    return np.random.default_rng(seed).random((count, height, width, 3), dtype="float32")
+    return np.random.default_rng(seed).random((count, height, width, 3), dtype="float32") * 255.0
 
 
 def test_parameter_count_and_output_at_512_match_the_keras_example():

@@ -113,7 +113,7 @@ def test_keras_file_round_trip(tmp_path):
 
 def _fixed_batch(head, num_classes):
     rng = np.random.default_rng(0)
-    images = rng.random((2, 48, 48, 3), dtype=np.float32)
+    images = rng.random((2, 48, 48, 3), dtype=np.float32) * 255.0
     if head == "salient":
         targets = (images[..., :1] > 0.5).astype("float32")
     else:

@@ -33,7 +33,7 @@ def bright_squares(count, size=64, seed=0):
         row, col = rng.integers(0, size - side, 2)
         images[index, row : row + side, col : col + side] += 0.6
         masks[index, row : row + side, col : col + side] = 1
-    return images, masks
+    return images * 255.0, masks  # RGB 0..255, what every seglab model takes
 
 
 def _train_from_scratch(backbone_bn_momentum=None, epochs=20):
@@ -81,7 +81,7 @@ def test_parameter_counts_match_the_tensorflow_tutorial():
 @pytest.mark.parametrize("input_shape", [(64, 64, 3), (96, 160, 3)])
 def test_logits_have_the_input_size(input_shape):
     model = unet(num_classes=4, input_shape=input_shape, encoder_weights=None)
-    images = np.random.default_rng(0).random((2, *input_shape), dtype="float32")
+    images = np.random.default_rng(0).random((2, *input_shape), dtype="float32") * 255.0
     logits = _infer(model, images)
     assert logits.shape == (2, input_shape[0], input_shape[1], 4)
     assert logits.dtype == np.float32
@@ -148,8 +148,8 @@ def test_from_scratch_with_keras_momentum_collapses_to_one_class():
 
 
 def test_keras_file_round_trip_gives_identical_outputs(tmp_path, encoder_weights_file):
-    model = unet(num_classes=3, input_shape=(64, 64, 3), weights=encoder_weights_file, dropout=0.5)
-    images = np.random.default_rng(0).random((2, 64, 64, 3), dtype="float32")
+    model = unet(num_classes=3, input_shape=(64, 64, 3), encoder_weights=encoder_weights_file, dropout=0.5)
+    images = np.random.default_rng(0).random((2, 64, 64, 3), dtype="float32") * 255.0
     expected = _infer(model, images)
 
     path = tmp_path / "unet.keras"
