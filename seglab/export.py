@@ -38,6 +38,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from seglab.errors import SeglabError
+
 FORMATS = ("saved_model", "tflite", "onnx")
 # seglab format name -> the name Keras' Model.export uses.
 KERAS_FORMATS = {"saved_model": "tf_saved_model", "tflite": "litert", "onnx": "onnx"}
@@ -53,7 +55,7 @@ INSTALL_HINT = 'pip install "seglab[export]"'
 CHECK_TOLERANCE = 1e-4
 
 
-class MissingPackageError(ImportError):
+class MissingPackageError(SeglabError, ImportError):
     """A package needed to export (or check) a format is not installed."""
 
 

@@ -14,6 +14,7 @@ from seglab.data.check import check  # noqa: F401  (numpy and PIL only, no Tenso
 _EXPORTS = {
     "seglab.data.sets": (
         "DataError",
+        "Problem",
         "SegmentationSet",
         "TensorSource",
         "pair_by_stem",
@@ -31,7 +32,6 @@ _EXPORTS = {
     "seglab.data.check": (
         "CheckReport",
         "LAYOUTS",
-        "Problem",
         "check_folder",
         "detect_layout",
         "read_mask",

@@ -30,7 +30,7 @@ import numpy as np
 
 from seglab.data.download import default_cache_dir, download_and_extract
 from seglab.data.paddleseg import load_paddleseg, write_split
-from seglab.data.sets import DataError, SegmentationSet, _join_problems
+from seglab.data.sets import DataError, Problem, SegmentationSet
 
 BBBC038_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
 BBBC038_FILE_NAME = "stage1_train.zip"
@@ -111,18 +111,18 @@ def convert_bbbc038(
     for folder in folders:
         image_path = folder / "images" / f"{folder.name}.png"
         if not image_path.is_file():
-            problems.append(f"{image_path}: image not found")
+            problems.append(Problem(image_path, "image not found"))
             continue
         try:
             with Image.open(image_path) as image:
                 image.load()
                 size = image.size
         except Exception as err:  # PIL raises several types for broken files
-            problems.append(f"{image_path}: not a readable image ({err})")
+            problems.append(Problem(image_path, f"not a readable image ({err})"))
             continue
         mask_paths = sorted((folder / "masks").glob("*.png"))
         if not mask_paths:
-            problems.append(f"{folder / 'masks'}: no mask files for {image_path.name}")
+            problems.append(Problem(folder / "masks", f"no mask files for {image_path.name}"))
             continue
         label = np.zeros((size[1], size[0]), np.uint8)
         for mask_path in mask_paths:
@@ -130,12 +130,15 @@ def convert_bbbc038(
                 with Image.open(mask_path) as mask_image:
                     mask = np.asarray(mask_image.convert("L"))
             except Exception as err:
-                problems.append(f"{mask_path}: not a readable image ({err})")
+                problems.append(Problem(mask_path, f"not a readable image ({err})"))
                 continue
             if mask.shape != label.shape:
                 problems.append(
-                    f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, its image "
-                    f"{image_path.name} is {size[0]}x{size[1]}"
+                    Problem(
+                        mask_path,
+                        f"mask is {mask.shape[1]}x{mask.shape[0]}, its image "
+                        f"{image_path.name} is {size[0]}x{size[1]}",
+                    )
                 )
                 continue
             label |= (mask > 0).astype(np.uint8)
@@ -144,10 +147,10 @@ def convert_bbbc038(
         count += 1
     if problems:
         shutil.rmtree(partial, ignore_errors=True)
-        raise DataError(_join_problems(problems))
+        raise DataError(problems)
     if count == 0:
         shutil.rmtree(partial, ignore_errors=True)
-        raise DataError(f"{source}: no image folders")
+        raise DataError(Problem(source, "no image folders"))
 
     write_split(partial, val_fraction=val_fraction, seed=seed)
     (partial / MARKER).write_text(

@@ -13,25 +13,21 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from seglab.data.sets import DEFAULT_IGNORE_LABEL, DataError, SegmentationSet, TensorSource
+from seglab.data.sets import (
+    DEFAULT_IGNORE_LABEL,
+    DataError,
+    Problem,
+    SegmentationSet,
+    TensorSource,
+)
 
 # What tf.io.decode_image reads; PIL reads more (TIFF...), so check for it.
 PIPELINE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
 
 
 @dataclasses.dataclass
@@ -95,7 +91,9 @@ class CheckReport:
                 f"  ... and {len(self.problems) - limit} more (seglab.data.check lists all)"
             )
         raise DataError(
-            f"{self.name}: {len(self.problems)} problem(s) in the data:\n" + "\n".join(shown)
+            self.problems,
+            message=f"{self.name}: {len(self.problems)} problem(s) in the data:\n"
+            + "\n".join(shown),
         )
 
 
@@ -334,11 +332,11 @@ def detect_layout(root: str | os.PathLike) -> str:
     empty or laid out in a way not understood."""
     root = Path(root)
     if not root.exists():
-        raise DataError(f"{root}: folder not found")
+        raise DataError(Problem(root, "folder not found"))
     if not root.is_dir():
-        raise DataError(f"{root}: not a folder")
+        raise DataError(Problem(root, "not a folder"))
     if not any(p for p in root.iterdir() if not p.name.startswith(".")):
-        raise DataError(f"{root}: the folder is empty")
+        raise DataError(Problem(root, "the folder is empty"))
     if (root / "train_list.txt").is_file() or (root / "val_list.txt").is_file():
         return "paddleseg"
     if (root / "images").is_dir() and (root / "annotations" / "trimaps").is_dir():
@@ -358,7 +356,9 @@ def detect_layout(root: str | os.PathLike) -> str:
     understood = "\n  ".join(LAYOUTS.values())
     found = ", ".join(sorted(p.name for p in root.iterdir() if not p.name.startswith(".")))
     raise DataError(
-        f"{root}: unknown dataset layout (found: {found}). Layouts understood:\n  {understood}"
+        Problem(
+            root, f"unknown dataset layout (found: {found}). Layouts understood:\n  {understood}"
+        )
     )
 
 
@@ -375,7 +375,11 @@ def _load_layout(root: Path, layout: str, num_classes: int | None, ignore_label:
         try:
             loaded = load(*args, **kwargs)
         except DataError as error:
-            problems.extend(_problems_from_error(error, root))
+            # A problem about no single file is about the folder checked.
+            problems.extend(
+                problem if problem.path else Problem(root, problem.message)
+                for problem in error.problems
+            )
             return
         sets.extend(loaded if isinstance(loaded, tuple | list) else [loaded])
 
@@ -402,7 +406,7 @@ def _load_layout(root: Path, layout: str, num_classes: int | None, ignore_label:
         from seglab.data.folders import load_paired_folder
 
         # Files without a partner are problems, and the pairs found are still checked.
-        unpaired: list[str] = []
+        unpaired: list[Problem] = []
         if layout == "paired_masks":
             attempt(load_paired_folder, root, unpaired=unpaired)
         else:
@@ -414,9 +418,7 @@ def _load_layout(root: Path, layout: str, num_classes: int | None, ignore_label:
                 num_classes=_UNJUDGED_NUM_CLASSES,
                 unpaired=unpaired,
             )
-        problems.extend(
-            _problems_from_error(DataError("\n".join(unpaired)), root) if unpaired else ()
-        )
+        problems.extend(unpaired)
     else:
         # Loaders of the public datasets live in their own modules; import them only when needed.
         module, function = {
@@ -460,13 +462,3 @@ def check_folder(
         seen.update(unique)
         report.merge(check(dataset.replace(pairs=unique), deep=deep, check_labels=checks_labels))
     return report
-
-
-def _problems_from_error(error: DataError, root: Path) -> Iterable[Problem]:
-    """A loader's DataError ("N problem(s):\\n  path: message ...") as separate problems."""
-    lines = [line.strip() for line in str(error).splitlines()]
-    if len(lines) > 1 and lines[0].endswith("problem(s):"):
-        lines = lines[1:]
-    for line in lines:
-        path, sep, message = line.partition(": ")
-        yield Problem(path, message) if sep else Problem(str(root), line)

@@ -123,6 +123,26 @@ def test_check_folder_reports_loader_problems_with_file_names(tmp_path):
     assert "no mask in" in str(report) and "no image in" in str(report)
 
 
+def test_loader_problems_keep_their_paths_even_with_a_colon_in_a_file_name(tmp_path):
+    # The loader's DataError carries (path, message) pairs: nothing is parsed back from text.
+    _salient_pair(tmp_path, "a")
+    _save(tmp_path / "images" / "scan: 2.jpg", _image())
+    report = check_folder(tmp_path)
+    assert [(p.path, p.message) for p in report.problems] == [
+        (str(tmp_path / "images" / "scan: 2.jpg"), f"no mask in {tmp_path / 'masks'}")
+    ]
+
+
+def test_a_pets_folder_with_a_bad_list_line_names_the_line(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "annotations" / "trimaps").mkdir(parents=True)
+    (tmp_path / "annotations" / "trainval.txt").write_text("Abyssinian_1 1 1\n")
+    (tmp_path / "annotations" / "test.txt").write_text("")
+    report = check_folder(tmp_path)
+    assert [p.path for p in report.problems] == [f"{tmp_path / 'annotations' / 'trainval.txt'}:1"]
+    assert report.problems[0].message.startswith("expected 'Image CLASS-ID SPECIES BREED-ID'")
+
+
 def test_check_folder_still_checks_the_pairs_beside_a_missing_mask(tmp_path):
     _salient_pair(tmp_path, "a")
     _save(tmp_path / "images" / "lonely.jpg", _image())

@@ -19,7 +19,7 @@ import numpy as np
 
 from seglab.data.download import download_from_google_drive
 from seglab.data.folders import load_paired_folder
-from seglab.data.sets import DataError, SegmentationSet
+from seglab.data.sets import DataError, Problem, SegmentationSet
 
 CIHP_DRIVE_FILE_ID = "1B9A9UCJYMwTL4oBEo4RZfbMZMaZhKJaz"
 CIHP_FILE_NAME = "instance-level-human-parsing.zip"
@@ -78,9 +78,12 @@ def find_cihp_root(root: str | os.PathLike) -> Path:
         if any((candidate / split).is_dir() for split in _SPLITS):
             return candidate
     raise DataError(
-        f"{root}: no CIHP layout found (looked for {'/, '.join(_SPLITS)}/ in "
-        + ", ".join(str(c) for c in candidates)
-        + ")"
+        Problem(
+            root,
+            f"no CIHP layout found (looked for {'/, '.join(_SPLITS)}/ in "
+            + ", ".join(str(c) for c in candidates)
+            + ")",
+        )
     )
 
 
@@ -106,7 +109,9 @@ def load_cihp(
     folder = base / split
     if not folder.is_dir():
         found = sorted(p.name for p in base.iterdir() if p.is_dir())
-        raise DataError(f"{folder}: split folder not found (found: {', '.join(found) or 'none'})")
+        raise DataError(
+            Problem(folder, f"split folder not found (found: {', '.join(found) or 'none'})")
+        )
     dataset = load_paired_folder(
         folder,
         images="Images",
@@ -121,7 +126,7 @@ def load_cihp(
     stop = None if limit is None else start + limit
     pairs = dataset.pairs[start:stop]
     if not pairs:
-        raise DataError(f"{folder}: has {len(dataset)} pairs, none from index {start}")
+        raise DataError(Problem(folder, f"has {len(dataset)} pairs, none from index {start}"))
     return dataset.replace(pairs=pairs, name=f"{dataset.name}[{start}:{start + len(pairs)}]")
 
 
@@ -154,17 +159,19 @@ def load_cihp_colormap(path_or_root: str | os.PathLike, scale: float = 256) -> n
         root = path.parent if path.name in _SPLITS else find_cihp_root(path)
         path = root / COLORMAP_FILE_NAME
     if not path.is_file():
-        raise DataError(f"{path}: colormap file not found")
+        raise DataError(Problem(path, "colormap file not found"))
     try:
         contents = loadmat(path)
     except Exception as err:  # scipy raises ValueError, TypeError or OSError by case
-        raise DataError(f"{path}: not a readable MATLAB file ({err})") from err
+        raise DataError(Problem(path, f"not a readable MATLAB file ({err})")) from err
     if "colormap" not in contents:
         keys = sorted(k for k in contents if not k.startswith("__"))
-        raise DataError(f"{path}: no 'colormap' variable (found: {', '.join(keys) or 'none'})")
+        raise DataError(
+            Problem(path, f"no 'colormap' variable (found: {', '.join(keys) or 'none'})")
+        )
     colormap = np.asarray(contents["colormap"], dtype=np.float64)
     if colormap.ndim != 2 or colormap.shape[1] != 3:
-        raise DataError(f"{path}: colormap has shape {colormap.shape}, expected (N, 3)")
+        raise DataError(Problem(path, f"colormap has shape {colormap.shape}, expected (N, 3)"))
     if colormap.min() < 0 or colormap.max() > 1:
         raise DataError(
             f"{path}: colormap values span [{colormap.min()}, {colormap.max()}], expected [0, 1]"

@@ -39,6 +39,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from seglab.errors import SeglabError
+
 # Seconds a stalled connection may stay silent before the download is abandoned. urllib (under
 # keras.utils.get_file) has no timeout argument, so it is set as the socket default meanwhile.
 NETWORK_TIMEOUT_S = 60.0
@@ -54,7 +56,7 @@ _mirror_override: str | None = None
 _registered_hashes: dict[str, str] = {}
 
 
-class DownloadError(OSError):
+class DownloadError(SeglabError, OSError):
     """An archive could not be fetched or unpacked; the message names the URL or file and
     says where to put the archive by hand."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from seglab.data.download import download_and_extract
 from seglab.data.folders import load_paired_folder
-from seglab.data.sets import DataError, SegmentationSet
+from seglab.data.sets import DataError, Problem, SegmentationSet
 
 DUTS_TE_URL = "http://saliencydetection.net/duts/download/DUTS-TE.zip"
 DUTS_TE_FILE_NAME = "DUTS-TE.zip"
@@ -55,8 +55,11 @@ def find_duts_te_root(root: str | os.PathLike) -> Path:
         if (candidate / _IMAGE_DIR).is_dir():
             return candidate
     raise DataError(
-        f"{root}: no DUTS-TE layout found (looked for {root / _IMAGE_DIR} and "
-        f"{root / 'DUTS-TE' / _IMAGE_DIR}, or for images/ + masks/)"
+        Problem(
+            root,
+            f"no DUTS-TE layout found (looked for {root / _IMAGE_DIR} and "
+            f"{root / 'DUTS-TE' / _IMAGE_DIR}, or for images/ + masks/)",
+        )
     )
 
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from seglab.data.sets import MaskKind, SegmentationSet, pair_by_stem
+from seglab.data.sets import MaskKind, Problem, SegmentationSet, pair_by_stem
 
 
 def load_paired_folder(
@@ -18,7 +18,7 @@ def load_paired_folder(
     class_names: Sequence[str] = (),
     label_offset: int = 0,
     name: str | None = None,
-    unpaired: list[str] | None = None,
+    unpaired: list[Problem] | None = None,
 ) -> SegmentationSet:
     """Pair ``root/images/<stem>.*`` with ``root/masks/<stem>.*``.
 

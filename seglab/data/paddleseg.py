@@ -10,8 +10,8 @@ from pathlib import Path
 from seglab.data.sets import (
     DEFAULT_IGNORE_LABEL,
     DataError,
+    Problem,
     SegmentationSet,
-    _join_problems,
     pair_by_stem,
 )
 
@@ -38,7 +38,7 @@ def load_list_file(
     list_path = Path(list_file) if Path(list_file).is_absolute() else root / list_file
     if not list_path.is_file():
         raise DataError(
-            f"{list_path}: list file not found (seglab.data.paddleseg.write_split writes one)"
+            Problem(list_path, "list file not found (seglab.data.paddleseg.write_split writes one)")
         )
     pairs, problems = [], []
     for number, line in enumerate(list_path.read_text().splitlines(), start=1):
@@ -47,18 +47,23 @@ def load_list_file(
             continue
         if len(fields) != 2:
             problems.append(
-                f"{list_path}:{number}: expected 'image_path label_path', got {line.strip()!r}"
+                Problem(
+                    f"{list_path}:{number}",
+                    f"expected 'image_path label_path', got {line.strip()!r}",
+                )
             )
             continue
         image, label = (root / field for field in fields)
         for kind, path in (("image", image), ("label", label)):
             if not path.is_file():
-                problems.append(f"{path}: {kind} file not found (listed in {list_path}:{number})")
+                problems.append(
+                    Problem(path, f"{kind} file not found (listed in {list_path}:{number})")
+                )
         pairs.append((str(image), str(label)))
     if problems:
-        raise DataError(_join_problems(problems))
+        raise DataError(problems)
     if not pairs:
-        raise DataError(f"{list_path}: the list file has no pairs")
+        raise DataError(Problem(list_path, "the list file has no pairs"))
     return SegmentationSet(
         name=f"{root.name}/{list_path.stem}",
         pairs=tuple(pairs),
@@ -103,12 +108,14 @@ def write_split(
     targets = (root / "train_list.txt", root / "val_list.txt")
     existing = [str(path) for path in targets if path.exists()]
     if existing and not overwrite:
-        raise DataError(f"{', '.join(existing)}: already exists; pass overwrite=True to replace it")
+        raise DataError(
+            Problem(", ".join(existing), "already exists; pass overwrite=True to replace it")
+        )
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     pairs = pair_by_stem(root / images, root / labels)
     if len(pairs) < 2:
-        raise DataError(f"{root / images}: {len(pairs)} pair(s) are too few to split")
+        raise DataError(Problem(root / images, f"{len(pairs)} pair(s) are too few to split"))
     random.Random(seed).shuffle(pairs)
     n_val = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))
     splits = (pairs[n_val:], pairs[:n_val])

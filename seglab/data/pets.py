@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from seglab.data.download import ChecksumError, DownloadError, download_and_extract
-from seglab.data.sets import DataError, SegmentationSet, TensorSource, _join_problems
+from seglab.data.sets import DataError, Problem, SegmentationSet, TensorSource
 
 PETS_CLASS_NAMES = ("pet", "background", "border")
 PETS_NUM_CLASSES = 3
@@ -79,7 +79,7 @@ def load_oxford_pets(root: str | os.PathLike) -> tuple[SegmentationSet, Segmenta
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: folder not found (expected images/ and annotations/ in it)")
+        raise DataError(Problem(root, "folder not found (expected images/ and annotations/ in it)"))
     sets, problems = [], []
     for split in ("trainval", "test"):
         list_file = root / "annotations" / f"{split}.txt"
@@ -89,14 +89,14 @@ def load_oxford_pets(root: str | os.PathLike) -> tuple[SegmentationSet, Segmenta
             image = root / "images" / f"{name}.jpg"
             trimap = root / "annotations" / "trimaps" / f"{name}.png"
             problems += [
-                f"{path}: listed in {list_file.name} but missing"
+                Problem(path, f"listed in {list_file.name} but missing")
                 for path in (image, trimap)
                 if not path.is_file()
             ]
             pairs.append((image, trimap))
         sets.append(_pets_set(f"oxford_pets/{split}", pairs, root))
     if problems:
-        raise DataError(_join_problems(problems))
+        raise DataError(problems)
     return sets[0], sets[1]
 
 
@@ -159,7 +159,7 @@ def load_oxford_pets_tfds(
 
 def _read_split_list(list_file: Path) -> list[str]:
     if not list_file.is_file():
-        raise DataError(f"{list_file}: split list not found")
+        raise DataError(Problem(list_file, "split list not found"))
     names, problems = [], []
     for number, line in enumerate(list_file.read_text().splitlines(), start=1):
         line = line.strip()
@@ -168,14 +168,17 @@ def _read_split_list(list_file: Path) -> list[str]:
         fields = line.split()
         if len(fields) != 4 or not all(field.isdigit() for field in fields[1:]):
             problems.append(
-                f"{list_file}:{number}: expected 'Image CLASS-ID SPECIES BREED-ID', got {line!r}"
+                Problem(
+                    f"{list_file}:{number}",
+                    f"expected 'Image CLASS-ID SPECIES BREED-ID', got {line!r}",
+                )
             )
             continue
         names.append(fields[0])
     if problems:
-        raise DataError(_join_problems(problems))
+        raise DataError(problems)
     if not names:
-        raise DataError(f"{list_file}: lists no images")
+        raise DataError(Problem(list_file, "lists no images"))
     return names
 
 

@@ -9,14 +9,54 @@ from numbers import Integral
 from pathlib import Path
 from typing import Literal
 
+from seglab.errors import SeglabError
+
 MaskKind = Literal["class", "soft"]
 
 # PaddleSeg's and MMSegmentation's "ignore" value: pixels storing it count in no loss or metric.
 DEFAULT_IGNORE_LABEL = 255
 
 
-class DataError(ValueError):
-    """A dataset problem: the message names the file (or folder) and what is wrong with it."""
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """What is wrong with one file (or folder): ``path`` is ``""`` when no single one is at
+    fault."""
+
+    path: str
+    message: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", str(self.path))
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class DataError(SeglabError, ValueError):
+    """A dataset problem: the message names the file (or folder) and what is wrong with it.
+
+    ``DataError(Problem(path, message))`` reports one problem ("path: message");
+    ``DataError([problem, ...])`` several ("N problem(s):" then one a line, the first
+    ``limit``); ``DataError("text")`` one about no single file. ``problems`` holds them all,
+    as ``Problem`` items, for code that lists them (``seglab.data.check``).
+    """
+
+    def __init__(
+        self,
+        problems: str | Problem | Sequence[Problem],
+        *,
+        message: str | None = None,
+        limit: int = 20,
+    ):
+        if isinstance(problems, str | Problem):
+            one = problems if isinstance(problems, Problem) else Problem("", problems)
+            self.problems = [one]
+            message = str(one) if message is None else message
+        else:
+            self.problems = list(problems)
+            if message is None:
+                message = _join_problems([str(problem) for problem in self.problems], limit)
+        super().__init__(message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +201,7 @@ def pair_by_stem(
     mask_dir: str | Path,
     image_suffixes: Sequence[str] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff"),
     mask_suffixes: Sequence[str] = (".png", ".bmp", ".gif", ".tif", ".tiff", ".jpg"),
-    unpaired: list[str] | None = None,
+    unpaired: list[Problem] | None = None,
 ) -> list[tuple[str, str]]:
     """Pair ``image_dir/<stem>.*`` with ``mask_dir/<stem>.*``.
 
@@ -173,17 +213,19 @@ def pair_by_stem(
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
     for folder in (image_dir, mask_dir):
         if not folder.is_dir():
-            raise DataError(f"{folder}: folder not found")
+            raise DataError(Problem(folder, "folder not found"))
     images = _files_by_stem(image_dir, image_suffixes)
     masks = _files_by_stem(mask_dir, mask_suffixes)
     if not images:
-        raise DataError(f"{image_dir}: no images found (looked for {', '.join(image_suffixes)})")
+        raise DataError(
+            Problem(image_dir, f"no images found (looked for {', '.join(image_suffixes)})")
+        )
     missing_masks = sorted(set(images) - set(masks))
     missing_images = sorted(set(masks) - set(images))
-    problems = [f"{images[s]}: no mask in {mask_dir}" for s in missing_masks]
-    problems += [f"{masks[s]}: no image in {image_dir}" for s in missing_images]
+    problems = [Problem(images[s], f"no mask in {mask_dir}") for s in missing_masks]
+    problems += [Problem(masks[s], f"no image in {image_dir}") for s in missing_images]
     if problems and unpaired is None:
-        raise DataError(_join_problems(problems))
+        raise DataError(problems)
     if unpaired is not None:
         unpaired.extend(problems)
     return [(str(images[s]), str(masks[s])) for s in sorted(images) if s in masks]
@@ -195,7 +237,9 @@ def _files_by_stem(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
         if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith("."):
             if path.stem in found:
                 raise DataError(
-                    f"{path}: two files share the name {path.stem!r} ({found[path.stem].name})"
+                    Problem(
+                        path, f"two files share the name {path.stem!r} ({found[path.stem].name})"
+                    )
                 )
             found[path.stem] = path
     return found

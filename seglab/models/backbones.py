@@ -15,6 +15,8 @@ import os
 
 import keras
 
+from seglab.errors import SeglabError
+
 # Same files, addresses and hashes as keras.applications uses for the headless models.
 _MOBILENET_V2_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 _RESNET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -23,7 +25,7 @@ _RESNET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resn
 _MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)
 
 
-class WeightsDownloadError(RuntimeError):
+class WeightsDownloadError(SeglabError, RuntimeError):
     """The pretrained weights of a backbone could not be downloaded."""
 
 
