@@ -17,3 +17,16 @@ class SeglabError(Exception):
 class SettingError(SeglabError, ValueError):
     """A setting (an argument, a recipe field, a command-line option) has a value seglab
     cannot use; the message names the setting."""
+
+
+class PathNotFoundError(SeglabError, FileNotFoundError):
+    """A file or folder the user named does not exist: ``str()`` is "path: what it should be".
+
+    ``PathNotFoundError(path, "data folder not found")``; ``filename`` is the path.
+    """
+
+    def __init__(self, path, message: str = "not found"):
+        super().__init__(2, message, str(path))  # errno.ENOENT, as FileNotFoundError's
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"

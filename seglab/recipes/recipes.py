@@ -20,13 +20,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from seglab.errors import PathNotFoundError, SeglabError, SettingError
+
 Task = Literal["multiclass", "salient"]
 
 # Sentinel of build_model(encoder_weights=...): the recipe's own choice.
 DEFAULT = "default"
 
 
-class UnknownRecipeError(KeyError):
+class UnknownRecipeError(SeglabError, KeyError):
     """No recipe (or variant) of that name; the message lists the known ones."""
 
     def __str__(self) -> str:
@@ -130,22 +132,22 @@ class Recipe:
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, field, tuple(value))
         if self.task not in ("multiclass", "salient"):
-            raise ValueError(
+            raise SettingError(
                 f"{self.name}: task must be 'multiclass' or 'salient', got {self.task!r}"
             )
         for field in ("image_size", "batch_size", "num_outputs"):
             if int(getattr(self, field)) < 1:
-                raise ValueError(
+                raise SettingError(
                     f"{self.name}: {field} must be at least 1, got {getattr(self, field)}"
                 )
         if int(self.epochs) < 0:
-            raise ValueError(f"{self.name}: epochs must not be negative, got {self.epochs}")
+            raise SettingError(f"{self.name}: epochs must not be negative, got {self.epochs}")
         if self.loss_weights is not None and len(self.loss_weights) != self.num_outputs:
-            raise ValueError(
+            raise SettingError(
                 f"{self.name}: {len(self.loss_weights)} loss_weights for {self.num_outputs} outputs"
             )
         if self.class_weights is not None and len(self.class_weights) != self.num_classes:
-            raise ValueError(
+            raise SettingError(
                 f"{self.name}: {len(self.class_weights)} class_weights for {self.num_classes} classes"
             )
 
@@ -221,7 +223,7 @@ class Recipe:
         if "backbone" in kwargs:
             kwargs["encoder_weights"] = encoder_weights
         elif encoder_weights is not None:
-            raise ValueError(
+            raise SettingError(
                 f"{self.name}: the model has no backbone to load encoder_weights="
                 f"{encoder_weights!r} into; use weights= for a whole trained model"
             )
@@ -249,7 +251,7 @@ class Recipe:
             from seglab.losses.basnet import BASNetHybridLoss
 
             return BASNetHybridLoss()
-        raise ValueError(f"{self.name}: unknown loss {self.loss!r}")
+        raise SettingError(f"{self.name}: unknown loss {self.loss!r}")
 
     def build_metrics(self):
         from seglab.metrics.training import segmentation_metrics
@@ -302,7 +304,7 @@ class Recipe:
         else:
             loader = _LOADERS.get(self.dataset)
             if loader is None:
-                raise ValueError(f"{self.name}: unknown dataset kind {self.dataset!r}")
+                raise SettingError(f"{self.name}: unknown dataset kind {self.dataset!r}")
             train, val = loader(self, data_dir, download)
         if self.max_train_images is not None:
             train = train.take(self.max_train_images)
@@ -376,10 +378,10 @@ def _jsonable(value):
 
 def _need_data_dir(recipe: Recipe, data_dir, what: str):
     if data_dir is None:
-        raise ValueError(f"{recipe.name}: {what}")
+        raise SettingError(f"{recipe.name}: {what}")
     path = Path(data_dir)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: data folder not found")
+        raise PathNotFoundError(path, "data folder not found")
     return path
 
 
@@ -388,7 +390,7 @@ def _load_pets(recipe: Recipe, data_dir, download):
 
     if data_dir is None:
         if not download:
-            raise ValueError(f"{recipe.name}: give the Oxford-IIIT Pet folder (data_dir)")
+            raise SettingError(f"{recipe.name}: give the Oxford-IIIT Pet folder (data_dir)")
         data_dir = pets.download_oxford_pets()
     # trainval trains and test validates, as the tutorial's tfds "train" / "test" splits.
     return pets.load_oxford_pets(_need_data_dir(recipe, data_dir, ""))
@@ -401,7 +403,7 @@ def _load_cihp(recipe: Recipe, data_dir, download):
     num_train, num_val = options.pop("num_train"), options.pop("num_val")
     if data_dir is None:
         if not download:
-            raise ValueError(f"{recipe.name}: give the CIHP folder (data_dir)")
+            raise SettingError(f"{recipe.name}: give the CIHP folder (data_dir)")
         data_dir = cihp.download_cihp()
     # As the tutorial: the first num_train images of Training/ train, the next num_val validate.
     # As the tutorial: the first num_train sorted Training images train, the next num_val
@@ -425,7 +427,7 @@ def _load_duts(recipe: Recipe, data_dir, download):
 
     if data_dir is None:
         if not download:
-            raise ValueError(f"{recipe.name}: give the DUTS-TE folder (data_dir)")
+            raise SettingError(f"{recipe.name}: give the DUTS-TE folder (data_dir)")
         data_dir = duts.download_duts_te()
     return duts.load_duts_te(_need_data_dir(recipe, data_dir, ""), **recipe.dataset_kwargs)
 
@@ -438,7 +440,7 @@ def _load_paddleseg(recipe: Recipe, data_dir, download):
         # The activated-sludge micrographs are not public: by default the lesson trains on a
         # public two-class micrograph set, BBBC038 nuclei, turned into the same PaddleSeg layout.
         if not download:
-            raise ValueError(
+            raise SettingError(
                 f"{recipe.name}: give a PaddleSeg folder (images/, labels/, train_list.txt, "
                 "val_list.txt) of your own micrographs as data_dir"
             )
