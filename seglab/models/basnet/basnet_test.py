@@ -10,6 +10,14 @@ from seglab.models.basnet.basnet import (
     keras_hub_resnet_stages,
     own_resnet_stage,
 )
+from seglab.models.heads import output_info
+from seglab.testing.models import (
+    check_keras_round_trip,
+    check_mixed_precision,
+    check_parameter_counts,
+    check_under_jax,
+    random_images,
+)
 
 SMOKE = {"filters": 16, "input_shape": (64, 64, 3)}
 
@@ -22,10 +30,6 @@ def _predict(model, images):
     return keras.ops.convert_to_numpy(outputs)
 
 
-def _count(weights):
-    return sum(int(np.prod(w.shape)) for w in weights)
-
-
 @pytest.fixture(scope="module")
 def smoke_model():
     keras.utils.set_random_seed(0)
@@ -36,23 +40,25 @@ def test_parameter_count_matches_keras_io_example():
     # keras.io "Highly accurate boundaries segmentation using BASNet", model.summary():
     # total 108,886,792, trainable 108,834,952, non-trainable 51,840.
     model = basnet(num_classes=1, input_shape=(288, 288, 3))
-    assert model.count_params() == 108_886_792
-    assert _count(model.trainable_weights) == 108_834_952
-    assert _count(model.non_trainable_weights) == 51_840
+    check_parameter_counts(model, total=108_886_792, trainable=108_834_952, non_trainable=51_840)
     assert [tuple(o.shape) for o in model.outputs] == [(None, 288, 288, 1)] * 8
     assert model.output_names == list(OUTPUT_NAMES)
 
 
 @pytest.mark.parametrize("size", [64, 96])
-def test_outputs_are_eight_probability_maps_of_input_size(size):
+def test_outputs_are_eight_sigmoids_of_their_logits_at_input_size(size):
     model = basnet(num_classes=1, input_shape=(size, size, 3), filters=16)
-    images = np.random.default_rng(0).random((2, size, size, 3), dtype=np.float32) * 255.0
-    outputs = _predict(model, images)
-    assert len(outputs) == 8
-    for output in outputs:
+    info = output_info(model)
+    assert (info.kind, info.activation, info.num_outputs) == ("probabilities", "sigmoid", 8)
+    # Each output is the sigmoid of the logits entering its SegmentationOutput.
+    heads = [tensor._keras_history.operation for tensor in model.outputs]
+    probe = keras.Model(model.input, [head.input for head in heads] + list(model.outputs))
+    values = _predict(probe, random_images(2, size, size))
+    logits, outputs = values[:8], values[8:]
+    for logit, output in zip(logits, outputs, strict=True):
         assert output.shape == (2, size, size, 1)
         assert output.dtype == np.float32
-        assert output.min() >= 0.0 and output.max() <= 1.0
+        np.testing.assert_allclose(output, 1.0 / (1.0 + np.exp(-logit)), atol=1e-6)
 
 
 def test_several_classes_give_several_channels():
@@ -71,24 +77,18 @@ def test_refined_map_is_coarse_map_plus_residual(smoke_model):
 
 
 def test_outputs_stay_float32_under_mixed_precision():
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        model = basnet(**SMOKE)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    assert model.get_layer("decoder1_1_conv").compute_dtype == "float16"
-    assert all(o.dtype == "float32" for o in model.outputs)
+    check_mixed_precision(
+        lambda: basnet(**SMOKE), random_images(1, 64, 64), float16_layer="decoder1_1_conv"
+    )
 
 
 def test_keras_file_round_trip_gives_identical_outputs(smoke_model, tmp_path):
-    path = tmp_path / "basnet.keras"
-    smoke_model.save(path)
-    restored = keras.models.load_model(path)
-    images = np.random.default_rng(2).random((2, 64, 64, 3), dtype=np.float32) * 255.0
-    for before, after in zip(
-        _predict(smoke_model, images), _predict(restored, images), strict=True
-    ):
-        np.testing.assert_array_equal(before, after)
+    check_keras_round_trip(smoke_model, random_images(2, 64, 64, seed=2), tmp_path / "b.keras")
+
+
+@pytest.mark.slow
+def test_forward_pass_under_jax():
+    check_under_jax("models.basnet(num_classes=1, input_shape=(64, 64, 3), filters=8)")
 
 
 def test_weights_file_initialises_the_model(smoke_model, tmp_path):

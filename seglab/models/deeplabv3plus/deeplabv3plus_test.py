@@ -3,6 +3,12 @@ import numpy as np
 import pytest
 
 from seglab.models.deeplabv3plus import deeplabv3plus
+from seglab.testing.models import (
+    check_keras_round_trip,
+    check_mixed_precision,
+    check_under_jax,
+    random_images,
+)
 
 
 def _infer(model, images):
@@ -11,7 +17,7 @@ def _infer(model, images):
 
 
 def _images(count, height, width, seed=0):
-    return np.random.default_rng(seed).random((count, height, width, 3), dtype="float32") * 255.0
+    return random_images(count, height, width, seed)
 
 
 def test_parameter_count_and_output_at_512_match_the_keras_example():
@@ -72,25 +78,22 @@ def test_a_few_optimiser_steps_lower_the_loss():
 
 def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
     model = deeplabv3plus(num_classes=4, input_shape=(64, 64, 3), encoder_weights=None)
-    images = _images(2, 64, 64)
-    expected = _infer(model, images)
-
-    path = tmp_path / "deeplabv3plus.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
-
-    np.testing.assert_allclose(_infer(restored, images), expected, rtol=1e-5, atol=1e-5)
+    check_keras_round_trip(model, _images(2, 64, 64), tmp_path / "deeplabv3plus.keras")
 
 
 def test_logits_stay_float32_under_mixed_precision():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
-        model = deeplabv3plus(num_classes=3, input_shape=(64, 64, 3), encoder_weights=None)
-    finally:
-        keras.config.set_dtype_policy(previous)
-    assert model.get_layer("aspp_fuse_conv").compute_dtype == "float16"
-    assert model.output.dtype == "float32"
+    check_mixed_precision(
+        lambda: deeplabv3plus(num_classes=3, input_shape=(64, 64, 3), encoder_weights=None),
+        _images(1, 64, 64),
+        float16_layer="aspp_fuse_conv",
+    )
+
+
+@pytest.mark.slow
+def test_forward_pass_under_jax():
+    check_under_jax(
+        "models.deeplabv3plus(num_classes=5, input_shape=(64, 64, 3), encoder_weights=None)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,13 @@ from keras import ops
 
 from seglab.losses.u2net import u2net_loss
 from seglab.models.u2net.u2net import OUTPUT_NAMES, u2net, u2netp
+from seglab.testing.models import (
+    check_keras_round_trip,
+    check_mixed_precision,
+    check_under_jax,
+    count_parameters,
+    random_images,
+)
 
 # Forward passes are eager calls and training runs eagerly: tracing a U²-Net (about 460
 # variables) into a tf.function takes 10 s for predict() and minutes for a train step on a
@@ -12,7 +19,7 @@ from seglab.models.u2net.u2net import OUTPUT_NAMES, u2net, u2netp
 
 
 def _trainable_parameters(model):
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return count_parameters(model.trainable_weights)
 
 
 def _forward(model, images):
@@ -83,32 +90,23 @@ def test_multiclass_head_returns_logits_fused_by_1x1_conv():
 
 
 def test_outputs_are_float32_under_mixed_precision():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
-        model = u2netp(2, input_shape=(32, 48, 3), head="multiclass")
-        assert model.get_layer("stage1").compute_dtype == "float16"
-        outputs = _forward(model, np.random.rand(1, 32, 48, 3).astype("float32"))
-    finally:
-        keras.config.set_dtype_policy(previous)
-    assert [o.dtype for o in outputs] == [np.float32] * 7
-    assert all(np.isfinite(o).all() for o in outputs)
+    check_mixed_precision(
+        lambda: u2netp(2, input_shape=(32, 48, 3), head="multiclass"),
+        random_images(1, 32, 48),
+        float16_layer="stage1",
+    )
 
 
 def test_keras_file_round_trip(tmp_path):
     model = u2netp(input_shape=(None, None, 3))
-    images = np.random.rand(2, 48, 72, 3).astype("float32")
-    # Non-trivial batch-norm statistics, so that they have to survive the round trip too.
-    model(images, training=True)
-    expected = _forward(model, images)
-
-    path = tmp_path / "u2netp.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
-
+    restored = check_keras_round_trip(model, random_images(2, 48, 72), tmp_path / "u2netp.keras")
     assert restored.output_names == list(OUTPUT_NAMES)
-    for got, want in zip(_forward(restored, images), expected, strict=True):
-        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow
+def test_forward_pass_and_training_steps_under_jax():
+    check_under_jax("models.u2netp(num_classes=1, input_shape=(64, 64, 3))", train=True)
+    check_under_jax("models.u2netp(num_classes=3, input_shape=(64, 64, 3), head='multiclass')")
 
 
 def _fixed_batch(head, num_classes):

@@ -6,15 +6,18 @@ from keras import layers
 from seglab.models.backbones import build_backbone
 from seglab.models.unet import unet
 from seglab.models.unet.unet import FROM_SCRATCH_BN_MOMENTUM
+from seglab.testing.models import (
+    check_keras_round_trip,
+    check_mixed_precision,
+    check_parameter_counts,
+    check_under_jax,
+    random_images,
+)
 
 
 def _infer(model, images):
     """Inference-mode logits as numpy (an eager call: no predict graph to trace)."""
     return keras.ops.convert_to_numpy(model(images, training=False))
-
-
-def _parameter_count(variables):
-    return sum(int(np.prod(variable.shape)) for variable in variables)
 
 
 def _batchnorm_momenta(model):
@@ -73,9 +76,7 @@ def test_parameter_counts_match_the_tensorflow_tutorial():
         model = unet(
             num_classes=3, input_shape=(128, 128, 3), encoder_weights=None, encoder_trainable=False
         )
-    assert model.count_params() == 6_504_227
-    assert _parameter_count(model.trainable_weights) == 4_660_323
-    assert _parameter_count(model.non_trainable_weights) == 1_843_904
+    check_parameter_counts(model, total=6_504_227, trainable=4_660_323, non_trainable=1_843_904)
 
 
 @pytest.mark.parametrize("input_shape", [(64, 64, 3), (96, 160, 3)])
@@ -148,17 +149,11 @@ def test_from_scratch_with_keras_momentum_collapses_to_one_class():
 
 
 def test_keras_file_round_trip_gives_identical_outputs(tmp_path, encoder_weights_file):
-    model = unet(num_classes=3, input_shape=(64, 64, 3), encoder_weights=encoder_weights_file, dropout=0.5)
-    images = np.random.default_rng(0).random((2, 64, 64, 3), dtype="float32") * 255.0
-    expected = _infer(model, images)
-
-    path = tmp_path / "unet.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
-
-    np.testing.assert_allclose(_infer(restored, images), expected, rtol=1e-5, atol=1e-5)
+    model = unet(
+        num_classes=3, input_shape=(64, 64, 3), encoder_weights=encoder_weights_file, dropout=0.5
+    )
+    restored = check_keras_round_trip(model, random_images(2, 64, 64), tmp_path / "unet.keras")
     assert not restored.get_layer("mobilenetv2_encoder").trainable
-    assert _parameter_count(restored.trainable_weights) == _parameter_count(model.trainable_weights)
 
 
 def test_free_input_size_accepts_multiples_of_32():
@@ -169,14 +164,16 @@ def test_free_input_size_accepts_multiples_of_32():
 
 
 def test_logits_stay_float32_under_mixed_precision():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
-        model = unet(num_classes=3, input_shape=(64, 64, 3), encoder_weights=None)
-    finally:
-        keras.config.set_dtype_policy(previous)
-    assert model.get_layer("decoder1_upconv").compute_dtype == "float16"
-    assert model.output.dtype == "float32"
+    check_mixed_precision(
+        lambda: unet(num_classes=3, input_shape=(64, 64, 3), encoder_weights=None),
+        random_images(1, 64, 64),
+        float16_layer="decoder1_upconv",
+    )
+
+
+@pytest.mark.slow
+def test_forward_pass_under_jax():
+    check_under_jax("models.unet(num_classes=3, input_shape=(64, 64, 3), encoder_weights=None)")
 
 
 @pytest.mark.parametrize(
