@@ -16,6 +16,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from seglab.display.colors import as_uint8_colormap, decode_segmentation, default_palette, overlay
+from seglab.display.maps import as_batch, class_ids, is_class_map, soft_values
 
 __all__ = [
     "show_samples",
@@ -86,48 +87,6 @@ def to_display_images(images) -> np.ndarray:
     return np.round(images).astype(np.uint8)
 
 
-def _as_batch(maps) -> np.ndarray | None:
-    """Masks or predictions → ``(N, H, W, C)``. A list/tuple is a model's outputs: output 0."""
-    if maps is None:
-        return None
-    if isinstance(maps, (list, tuple)):
-        maps = maps[0]
-    maps = np.asarray(maps)
-    if maps.ndim == 2:
-        maps = maps[None, ..., None]
-    elif maps.ndim == 3:
-        # (H, W, 1) is one map; (N, H, W) several.
-        maps = maps[None] if maps.shape[-1] == 1 else maps[..., None]
-    if maps.ndim != 4:
-        raise ValueError(f"masks and predictions must be (N, H, W[, C]), got {maps.shape}")
-    return maps
-
-
-def _is_class_map(maps: np.ndarray) -> bool:
-    return (
-        np.issubdtype(maps.dtype, np.integer)
-        or np.issubdtype(maps.dtype, np.bool_)
-        or maps.shape[-1] > 1
-    )
-
-
-def _class_ids(maps: np.ndarray) -> np.ndarray:
-    if maps.shape[-1] > 1:
-        return np.argmax(maps, axis=-1)
-    return maps[..., 0].astype(np.int64)
-
-
-def _soft_values(maps: np.ndarray) -> np.ndarray:
-    values = maps[..., 0].astype(np.float32)
-    if values.size and (values.min() < 0.0 or values.max() > 1.0):
-        raise ValueError(
-            f"soft maps must be probabilities in [0, 1], got values in [{values.min():.3g}, "
-            f"{values.max():.3g}]; turn a model's outputs into probabilities with "
-            "seglab.models.to_probabilities(model, outputs)"
-        )
-    return values
-
-
 class _MapStyle:
     """How masks and predictions are drawn: grey for soft and binary maps, colours for classes."""
 
@@ -141,7 +100,7 @@ class _MapStyle:
             for m in present:
                 if m.shape[-1] > 1:
                     num_classes = max(num_classes, m.shape[-1])
-                elif _is_class_map(m) and m.size:
+                elif is_class_map(m) and m.size:
                     num_classes = max(num_classes, int(m.max()) + 1)
             num_classes = max(num_classes, 2)
         self.num_classes = num_classes
@@ -155,9 +114,9 @@ class _MapStyle:
     def rgb(self, maps: np.ndarray, index: int, is_prediction: bool) -> np.ndarray:
         """One map as uint8 RGB."""
         one = maps[index : index + 1]
-        if _is_class_map(one):
-            return decode_segmentation(_class_ids(one)[0], self.colormap)
-        values = _soft_values(one)[0]
+        if is_class_map(one):
+            return decode_segmentation(class_ids(one)[0], self.colormap)
+        values = soft_values(one)[0]
         if is_prediction and self.threshold is not None:
             values = (values >= self.threshold).astype(np.float32)
         grey = np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -210,7 +169,7 @@ def show_samples(
         titles: column titles (default "Image", "True mask", "Prediction").
     """
     images = to_display_images(images)
-    masks, predictions = _as_batch(masks), _as_batch(predictions)
+    masks, predictions = as_batch(masks), as_batch(predictions)
     count = min(len(images), max_samples)
     columns = [("image", images)] + [
         (k, m) for k, m in (("mask", masks), ("prediction", predictions)) if m is not None
@@ -219,7 +178,7 @@ def show_samples(
         if len(array) < count or array.shape[1:3] != images.shape[1:3]:
             raise ValueError(f"{kind}s {array.shape} do not match images {images.shape}")
     default_titles = {"image": "Image", "mask": "True mask", "prediction": "Prediction"}
-    if threshold is not None and predictions is not None and not _is_class_map(predictions):
+    if threshold is not None and predictions is not None and not is_class_map(predictions):
         default_titles["prediction"] = f"Prediction ≥ {threshold:g}"
     titles = list(titles) if titles is not None else [default_titles[k] for k, _ in columns]
     if len(titles) != len(columns):

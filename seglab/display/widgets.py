@@ -7,15 +7,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from seglab.display.figures import (
-    _as_batch,
-    _class_ids,
-    _is_class_map,
-    _soft_values,
     figure_png,
     in_notebook,
     show_samples,
     to_display_images,
 )
+from seglab.display.maps import as_batch, class_ids, is_class_map, soft_values
 
 __all__ = ["browse", "render_sample"]
 
@@ -49,21 +46,21 @@ def render_sample(
     prediction = predictions[index : index + 1] if predictions is not None else None
     titles = ["Image"] + (["True mask"] if mask is not None else [])
     prediction_title = "Prediction"
-    class_view = (mask is not None and _is_class_map(mask)) or (
-        prediction is not None and _is_class_map(prediction)
+    class_view = (mask is not None and is_class_map(mask)) or (
+        prediction is not None and is_class_map(prediction)
     )
     if class_view and class_id is not None:
         name = class_names[class_id] if class_names else f"class {class_id}"
         if mask is not None:
-            mask = (_class_ids(mask) == class_id).astype(np.int64)[..., None]
+            mask = (class_ids(mask) == class_id).astype(np.int64)[..., None]
         if prediction is not None:
-            prediction = (_class_ids(prediction) == class_id).astype(np.int64)[..., None]
+            prediction = (class_ids(prediction) == class_id).astype(np.int64)[..., None]
         titles[1:] = [f"True mask: {name}"] if mask is not None else []
         style = {**style, "num_classes": 2, "colormap": None}
         class_names = None
     if prediction is not None and mask is not None:
         if class_view:
-            truth, predicted = _class_ids(mask)[0], _class_ids(prediction)[0]
+            truth, predicted = class_ids(mask)[0], class_ids(prediction)[0]
             present = np.union1d(np.unique(truth), np.unique(predicted))
             if class_id is None:
                 score = np.nanmean([_iou(truth == c, predicted == c) for c in present])
@@ -72,7 +69,7 @@ def render_sample(
                 prediction_title = f"Prediction (IoU {_iou(truth == 1, predicted == 1):.2f})"
         else:
             cut = 0.5 if threshold is None else threshold
-            score = _iou(_soft_values(mask)[0] >= 0.5, _soft_values(prediction)[0] >= cut)
+            score = _iou(soft_values(mask)[0] >= 0.5, soft_values(prediction)[0] >= cut)
             prediction_title = f"Prediction ≥ {cut:g} (IoU {score:.2f})"
     if prediction is not None:
         titles.append(prediction_title)
@@ -108,9 +105,9 @@ def browse(
     Arguments as for ``show_samples``; ``predictions`` may be a model's list of outputs.
     """
     images = to_display_images(images)
-    masks, predictions = _as_batch(masks), _as_batch(predictions)
-    soft_predictions = predictions is not None and not _is_class_map(predictions)
-    class_maps = any(m is not None and _is_class_map(m) for m in (masks, predictions))
+    masks, predictions = as_batch(masks), as_batch(predictions)
+    soft_predictions = predictions is not None and not is_class_map(predictions)
+    class_maps = any(m is not None and is_class_map(m) for m in (masks, predictions))
     style = {"num_classes": num_classes, "colormap": colormap}
 
     try:
@@ -152,7 +149,7 @@ def browse(
         count = num_classes or (len(class_names) if class_names else None)
         if count is None:
             count = max(
-                int(_class_ids(m).max()) + 1 if _is_class_map(m) else 2
+                int(class_ids(m).max()) + 1 if is_class_map(m) else 2
                 for m in (masks, predictions)
                 if m is not None
             )
