@@ -7,7 +7,7 @@ training, evaluation, saving and prediction, with only two things changed:
   course's samples (``seglab.testing.archives``) and served by an HTTP server on 127.0.0.1,
   which the notebook reaches through the download mirror (``SEGLAB_DOWNLOAD_MIRROR``); their
   hashes are registered through ``SEGLAB_DOWNLOAD_HASHES``, so checksums stay on;
-- training and evaluation are capped at ``SEGLAB_MAX_STEPS=2`` steps.
+- training and evaluation are capped at ``SEGLAB_MAX_STEPS=1`` step.
 
 ImageNet weights follow the README's route for offline users: the Keras cache
 (``$KERAS_HOME/models``) is pre-seeded with files of the right names and format, made from
@@ -39,7 +39,7 @@ from seglab.testing import archives
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 TIME_LIMIT_S = 300
-MAX_STEPS = 2
+MAX_STEPS = 1
 
 # Per notebook: the archives it must download, and the backbones' ImageNet files it loads.
 LESSONS = {

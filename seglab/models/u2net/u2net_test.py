@@ -111,12 +111,12 @@ def test_forward_pass_and_training_steps_under_jax():
 
 def _fixed_batch(head, num_classes):
     rng = np.random.default_rng(0)
-    images = rng.random((2, 48, 48, 3), dtype=np.float32) * 255.0
+    unit = rng.random((2, 48, 48, 3), dtype=np.float32)
     if head == "salient":
-        targets = (images[..., :1] > 0.5).astype("float32")
+        targets = (unit[..., :1] > 0.5).astype("float32")
     else:
-        targets = (images[..., :1] * num_classes).astype("int32")
-    return images, targets
+        targets = (unit[..., :1] * num_classes).astype("int32")
+    return unit * 255.0, targets  # the model takes RGB 0..255
 
 
 def _numpy_loss(head, target, prediction):
