@@ -7,6 +7,8 @@ import itertools
 import os
 from pathlib import Path
 
+from seglab.data.registry import DATASETS
+
 # The one place the repository's address is written. The notebooks' first cell (INSTALL_CELL)
 # and the README's Colab links are checked against it by tests/test_install_cell.py.
 REPOSITORY = "https://github.com/seglab/seglab"
@@ -28,12 +30,7 @@ MAX_STEPS_ENV = "SEGLAB_MAX_STEPS"
 MAX_BATCH_ENV = "SEGLAB_MAX_BATCH_SIZE"
 
 # The course's sample datasets (in the folder named by SEGLAB_SAMPLE_DATA), by recipe dataset.
-SAMPLE_FOLDERS = {
-    "oxford_pets": "oxford_pets_sample",
-    "cihp": "cihp_sample",
-    "duts_te": "sod_sample",
-    "paddleseg": "microscopy_sample",
-}
+SAMPLE_FOLDERS = {name: dataset.sample_folder for name, dataset in DATASETS.items()}
 
 
 def smoke_mode() -> bool:

@@ -11,13 +11,13 @@ usually two-class masks saved as 0/255 instead of 0/1.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from seglab.data.registry import DATASETS
 from seglab.data.sets import (
     DEFAULT_IGNORE_LABEL,
     DataError,
@@ -317,11 +317,12 @@ def check(
 # Folders
 
 
+# The named datasets (seglab.data.registry) and two generic layouts, in the order tried.
 LAYOUTS = {
-    "paddleseg": "PaddleSeg list files: train_list.txt / val_list.txt ('image label' per line)",
-    "oxford_pets": "Oxford-IIIT Pet: images/ + annotations/trimaps/",
-    "duts_te": "DUTS-TE: DUTS-TE-Image/ + DUTS-TE-Mask/ (or DUTS-TE/ holding them)",
-    "cihp": "CIHP: Training/Images/ + Training/Category_ids/ (or instance-level_human_parsing/ holding them)",
+    "paddleseg": DATASETS["paddleseg"].layout,
+    "oxford_pets": DATASETS["oxford_pets"].layout,
+    "duts_te": DATASETS["duts_te"].layout,
+    "cihp": DATASETS["cihp"].layout,
     "paired_masks": "paired folders: images/ + masks/ (saliency masks 0..255, same file stems)",
     "paired_labels": "paired class folders: images/ + labels/ (class ids, same file stems, no list files)",
 }
@@ -420,13 +421,8 @@ def _load_layout(root: Path, layout: str, num_classes: int | None, ignore_label:
             )
         problems.extend(unpaired)
     else:
-        # Loaders of the public datasets live in their own modules; import them only when needed.
-        module, function = {
-            "oxford_pets": ("seglab.data.pets", "load_oxford_pets"),
-            "duts_te": ("seglab.data.duts", "load_duts_te"),
-            "cihp": ("seglab.data.cihp", "load_cihp"),
-        }[layout]
-        attempt(getattr(importlib.import_module(module), function), root)
+        # The public datasets' loaders are imported only when needed.
+        attempt(DATASETS[layout].load_folder, root)
     return [with_labels(dataset) for dataset in sets], problems
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from seglab.errors import PathNotFoundError, SeglabError, SettingError
+from seglab.errors import SeglabError, SettingError
 
 Task = Literal["multiclass", "salient"]
 
@@ -302,10 +302,17 @@ class Recipe:
         if synthetic:
             train, val = _synthetic_sets(self, data_dir)
         else:
-            loader = _LOADERS.get(self.dataset)
-            if loader is None:
-                raise SettingError(f"{self.name}: unknown dataset kind {self.dataset!r}")
-            train, val = loader(self, data_dir, download)
+            from seglab.data.registry import load_for_training
+
+            train, val = load_for_training(
+                self.dataset,
+                data_dir,
+                download=download,
+                num_classes=self.num_classes,
+                class_names=self.class_names,
+                who=self.name,
+                **self.dataset_kwargs,
+            )
         if self.max_train_images is not None:
             train = train.take(self.max_train_images)
         if self.max_val_images is not None:
@@ -370,91 +377,6 @@ def _jsonable(value):
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return repr(value)
-
-
-# ----------------------------------------------------------------------------------------------
-# Data loaders, one per dataset kind: (recipe, data_dir or None, download) -> (train, val)
-
-
-def _need_data_dir(recipe: Recipe, data_dir, what: str):
-    if data_dir is None:
-        raise SettingError(f"{recipe.name}: {what}")
-    path = Path(data_dir)
-    if not path.exists():
-        raise PathNotFoundError(path, "data folder not found")
-    return path
-
-
-def _load_pets(recipe: Recipe, data_dir, download):
-    from seglab.data import pets
-
-    if data_dir is None:
-        if not download:
-            raise SettingError(f"{recipe.name}: give the Oxford-IIIT Pet folder (data_dir)")
-        data_dir = pets.download_oxford_pets()
-    # trainval trains and test validates, as the tutorial's tfds "train" / "test" splits.
-    return pets.load_oxford_pets(_need_data_dir(recipe, data_dir, ""))
-
-
-def _load_cihp(recipe: Recipe, data_dir, download):
-    from seglab.data import cihp
-
-    options = dict(recipe.dataset_kwargs)
-    num_train, num_val = options.pop("num_train"), options.pop("num_val")
-    if data_dir is None:
-        if not download:
-            raise SettingError(f"{recipe.name}: give the CIHP folder (data_dir)")
-        data_dir = cihp.download_cihp()
-    # As the tutorial: the first num_train images of Training/ train, the next num_val validate.
-    # As the tutorial: the first num_train sorted Training images train, the next num_val
-    # validate. A smaller copy (the course's sample) keeps that 1000:50 proportion.
-    everything = cihp.load_cihp(
-        _need_data_dir(recipe, data_dir, ""), split="Training", limit=num_train + num_val
-    )
-    if len(everything) <= num_train:
-        num_val = max(1, round(len(everything) * num_val / (num_train + num_val)))
-        num_train = len(everything) - num_val
-    return (
-        everything.replace(pairs=everything.pairs[:num_train], name="cihp/train"),
-        everything.replace(
-            pairs=everything.pairs[num_train : num_train + num_val], name="cihp/val"
-        ),
-    )
-
-
-def _load_duts(recipe: Recipe, data_dir, download):
-    from seglab.data import duts
-
-    if data_dir is None:
-        if not download:
-            raise SettingError(f"{recipe.name}: give the DUTS-TE folder (data_dir)")
-        data_dir = duts.download_duts_te()
-    return duts.load_duts_te(_need_data_dir(recipe, data_dir, ""), **recipe.dataset_kwargs)
-
-
-def _load_paddleseg(recipe: Recipe, data_dir, download):
-    from seglab.data import bbbc038
-    from seglab.data.paddleseg import load_paddleseg
-
-    if data_dir is None:
-        # The activated-sludge micrographs are not public: by default the lesson trains on a
-        # public two-class micrograph set, BBBC038 nuclei, turned into the same PaddleSeg layout.
-        if not download:
-            raise SettingError(
-                f"{recipe.name}: give a PaddleSeg folder (images/, labels/, train_list.txt, "
-                "val_list.txt) of your own micrographs as data_dir"
-            )
-        return bbbc038.load_bbbc038()
-    path = _need_data_dir(recipe, data_dir, "")
-    return load_paddleseg(path, num_classes=recipe.num_classes, class_names=recipe.class_names)
-
-
-_LOADERS = {
-    "oxford_pets": _load_pets,
-    "cihp": _load_cihp,
-    "duts_te": _load_duts,
-    "paddleseg": _load_paddleseg,
-}
 
 
 def _synthetic_sets(recipe: Recipe, data_dir):
