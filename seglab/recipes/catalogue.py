@@ -272,12 +272,8 @@ def get(name: str, smoke: bool = False, variant: str | None = None, **overrides)
             )
     if smoke:
         recipe = recipe.smoke_version()
-    from seglab.course import max_batch_size, max_steps
+    from seglab.course import max_batch_size
 
-    if max_steps() is not None:
-        # A rehearsal of a few capped steps: tracing the training graph of a full-size model
-        # (minutes on a CPU) would cost far more than the steps themselves.
-        recipe = recipe.replace(run_eagerly=True)
     if max_batch_size() is not None and recipe.batch_size > max_batch_size():
         recipe = recipe.replace(batch_size=max_batch_size())
     if variant is not None:
