@@ -63,9 +63,10 @@ def basnet(
         normalization: how the model scales its 0..255 RGB input (``"unit"``: [0, 1], as the
             keras.io example; see ``seglab.models.preprocessing``).
         filters: base width. 64 is the paper's model; every stage scales with it
-            (``filters=16`` gives a small model for smoke tests). keras-hub's
-            ``ResNetBackbone`` only builds a first stage of 64 filters, so other widths use
-            blocks of the same structure built here, and cannot load backbone presets.
+            (``filters=16`` gives a small model for smoke tests). Every width builds its
+            ResNet stages with ``own_resnet_stage`` (keras-hub's structure and layer names:
+            keras-hub's ``ResNetBackbone`` only builds 64-wide first stages), so a smoke model
+            runs the full model's code; a backbone preset (64 filters only) is copied in.
         stage_relu: apply a ReLU to each ResNet stage's residual sum before the next stage
             (as the keras.io example and the original BASNet do). keras-hub's
             ``BASNetBackbone`` has none there; ``None`` (default) follows keras-hub for its
@@ -84,13 +85,15 @@ def basnet(
     load_weights = weights_loader(weights, _WEIGHT_CONVERTERS)
 
     inputs, x = image_input(input_shape, normalization)
-    if filters == 64:
-        resnet_stages = keras_hub_resnet_stages(backbone, preset)
-    else:
-        resnet_stages = [
-            own_resnet_stage(index, filters * 2**index, blocks, name=f"{backbone}_stage{index + 1}")
-            for index, blocks in enumerate(RESNET_BLOCKS[backbone])
-        ]
+    # One builder for every width (smoke models run the full model's code); a keras-hub
+    # backbone preset (64 filters only) is copied in by keras-hub's layer names, which the
+    # stages share.
+    resnet_stages = [
+        own_resnet_stage(index, filters * 2**index, blocks, name=f"{backbone}_stage{index + 1}")
+        for index, blocks in enumerate(RESNET_BLOCKS[backbone])
+    ]
+    if preset is not None:
+        _copy_stage_weights(keras_hub_resnet_stages(backbone, preset), resnet_stages)
     if stage_relu is None:
         stage_relu = weights is None or not _is_keras_hub_basnet(os.fspath(weights))
     side_logits = _predict_module(x, resnet_stages, num_classes, filters, stage_relu)
@@ -154,6 +157,14 @@ def keras_hub_resnet_stages(backbone="resnet34", preset=None):
         end = resnet.get_layer(f"stack{index}_block{num_blocks - 1}_add").output
         stages.append(keras.Model(start, end, name=f"{backbone}_stage{index + 1}"))
     return stages
+
+
+def _copy_stage_weights(source_stages, target_stages):
+    """Weights of keras-hub's ResNet stages into seglab's, layer by layer by name."""
+    for source, target in zip(source_stages, target_stages, strict=True):
+        for layer in target.layers:
+            if layer.weights:
+                layer.set_weights(source.get_layer(layer.name).get_weights())
 
 
 def _load_backbone_preset(keras_hub, preset, backbone):

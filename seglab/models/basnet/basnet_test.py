@@ -185,3 +185,39 @@ def test_bad_arguments_are_refused_with_clear_messages(tmp_path):
         basnet(backbone="resnet18", encoder_weights="imagenet", filters=16)
     with pytest.raises(ValueError, match="unknown weights 'imagenet'"):
         basnet(weights="imagenet")
+
+
+def test_a_backbone_preset_is_copied_into_the_same_stages_smoke_models_use(tmp_path):
+    # One builder for every width: the full model's stages are own_resnet_stage's too, and a
+    # keras-hub ResNet preset (a local folder here, no network) fills them by layer name.
+    import keras_hub
+
+    keras.utils.set_random_seed(7)
+    resnet = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 128, 256, 512],
+        stackwise_num_blocks=[2, 2, 2, 2],
+        stackwise_num_strides=[1, 2, 2, 2],
+        block_type="basic_block",
+        use_pre_activation=False,
+    )
+    rng = np.random.default_rng(7)
+    for weight in resnet.weights:  # moving statistics too, so that every weight is checked
+        weight.assign(np.abs(rng.normal(0.5, 0.1, weight.shape)).astype("float32"))
+    resnet.save_to_preset(tmp_path / "resnet18")
+    model = basnet(backbone="resnet18", encoder_weights=str(tmp_path / "resnet18"))
+    stage = model.get_layer("resnet18_stage2")
+    assert {type(layer).__name__ for layer in stage.layers} <= {
+        "InputLayer",
+        "Conv2D",
+        "BatchNormalization",
+        "ReLU",
+        "Add",
+        "ZeroPadding2D",
+    }
+    for layer in (layer for layer in stage.layers if layer.weights):
+        for got, want in zip(
+            layer.get_weights(), resnet.get_layer(layer.name).get_weights(), strict=True
+        ):
+            np.testing.assert_array_equal(got, want)
