@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from seglab.data.registry import DATASETS
+from seglab.errors import SettingError
 
 # The one place the repository's address is written. The notebooks' first cell (INSTALL_CELL)
 # and the README's Colab links are checked against it by tests/test_install_cell.py.
@@ -57,7 +58,7 @@ def max_steps() -> int | None:
     except ValueError:
         steps = 0
     if steps < 1:
-        raise ValueError(f"{MAX_STEPS_ENV}={value!r}: expected a positive whole number of steps")
+        raise SettingError(f"{MAX_STEPS_ENV}={value!r}: expected a positive whole number of steps")
     return steps
 
 
@@ -71,7 +72,7 @@ def max_batch_size() -> int | None:
     if not value:
         return None
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{MAX_BATCH_ENV}={value!r}: expected a positive whole number")
+        raise SettingError(f"{MAX_BATCH_ENV}={value!r}: expected a positive whole number")
     return int(value)
 
 

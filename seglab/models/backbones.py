@@ -15,7 +15,7 @@ import os
 
 import keras
 
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, SettingError
 
 # Same files, addresses and hashes as keras.applications uses for the headless models.
 _MOBILENET_V2_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
@@ -154,17 +154,17 @@ def check_input_shape(input_shape, multiple_of, model_name):
     """
     shape = tuple(input_shape)
     if len(shape) != 3:
-        raise ValueError(
+        raise SettingError(
             f"{model_name}: input_shape must be (height, width, channels); got {input_shape!r}."
         )
     height, width, channels = shape
     if channels is None or int(channels) < 1:
-        raise ValueError(
+        raise SettingError(
             f"{model_name}: the number of channels must be given; got {input_shape!r}."
         )
     for side in (height, width):
         if side is not None and (int(side) < multiple_of or int(side) % multiple_of):
-            raise ValueError(
+            raise SettingError(
                 f"{model_name}: input height and width must be multiples of {multiple_of} "
                 f"(the encoder's output stride); got input_shape={input_shape!r}. Resize or pad "
                 f"the images, e.g. to {max(multiple_of, round(int(side) / multiple_of) * multiple_of)}."
