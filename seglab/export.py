@@ -38,7 +38,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from seglab.errors import SeglabError
+from seglab.errors import PathNotFoundError, SeglabError
 
 FORMATS = ("saved_model", "tflite", "onnx")
 # seglab format name -> the name Keras' Model.export uses.
@@ -313,7 +313,7 @@ def load_exported(path, format) -> Callable[[np.ndarray], np.ndarray]:
     with its own runtime (no Keras involved)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: exported model not found")
+        raise PathNotFoundError(path, "exported model not found")
     if format == "saved_model":
         import tensorflow as tf
 
@@ -441,7 +441,7 @@ def load_for_export(model_or_path):
         return model_or_path, None
     path = Path(model_or_path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: model not found (expected a run folder or a .keras file)")
+        raise PathNotFoundError(path, "model not found (expected a run folder or a .keras file)")
     from seglab import training
 
     if path.is_dir():

@@ -14,6 +14,8 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from seglab.errors import PathNotFoundError
+
 
 def weights_loader(weights, converters: Mapping[str, tuple] | None = None) -> Callable:
     """Check ``weights`` now (before a large model is built) and return ``load(model)``,
@@ -40,7 +42,7 @@ def weights_loader(weights, converters: Mapping[str, tuple] | None = None) -> Ca
             f"model, or one of this family's own weights ({known})"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
+        raise PathNotFoundError(path, "weights file not found")
 
     def load_file(model):
         try:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seglab.errors import PathNotFoundError
 from seglab.models.u2net.rsu import RSU
 
 # torch.save's legacy format starts with this number, then the protocol version 1001.
@@ -320,7 +321,7 @@ def read_torch_checkpoint(path) -> dict[str, np.ndarray]:
     """
     path = Path(os.fspath(path)).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint file not found")
+        raise PathNotFoundError(path, "checkpoint file not found")
     with open(path, "rb") as file:
         head = file.read(32)
     if head.startswith(_ZIP_MAGIC) or zipfile.is_zipfile(path):
