@@ -242,7 +242,8 @@ U2NETP_SLUDGE = U2NET_SLUDGE.replace(
     smoke={**U2NET_SLUDGE.smoke, "batch_size": 8},
 )
 
-_RECIPES: dict[str, Recipe] = {
+# Recipes by name, in lesson order; tests and benchmarks add stand-ins here.
+RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (UNET_PETS, DEEPLABV3PLUS_CIHP, BASNET_DUTS, U2NET_SLUDGE, U2NETP_SLUDGE)
 }
@@ -250,7 +251,7 @@ _RECIPES: dict[str, Recipe] = {
 
 def names() -> list[str]:
     """The names of the recipes, in lesson order."""
-    return list(_RECIPES)
+    return list(RECIPES)
 
 
 def get(name: str, smoke: bool = False, variant: str | None = None, **overrides) -> Recipe:
@@ -261,9 +262,9 @@ def get(name: str, smoke: bool = False, variant: str | None = None, **overrides)
         UnknownRecipeError: a ``KeyError``; unknown name or variant (the message lists the
             known ones).
     """
-    if name not in _RECIPES:
-        raise UnknownRecipeError(f"unknown recipe {name!r}; known recipes: {', '.join(_RECIPES)}")
-    recipe = _RECIPES[name]
+    if name not in RECIPES:
+        raise UnknownRecipeError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}")
+    recipe = RECIPES[name]
     if variant is not None:
         if variant not in recipe.variants:
             known = ", ".join(recipe.variants) or "none"
