@@ -58,14 +58,12 @@ _non_negative_int = _number(int, 0, "a whole number >= 0")
 _positive_float = _number(float, 0.0, "a positive number")
 
 
-def _weights(text: str):
+def _encoder_weights(text: str):
     if text == "default":
         return text
-    if text.lower() == "none":
-        return None
-    if text.lower() == "imagenet":
-        return "imagenet"
-    if not Path(text).is_file():
+    if text.lower() in ("none", "imagenet"):
+        return None if text.lower() == "none" else "imagenet"
+    if not Path(text).exists():
         raise argparse.ArgumentTypeError(
             f"{text}: not 'imagenet', 'none' or an existing weights file"
         )
@@ -102,11 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-val-images", type=_positive_int, help="use only the first N validation pairs"
     )
     train.add_argument(
-        "--weights",
-        type=_weights,
+        "--encoder-weights",
+        type=_encoder_weights,
         default="default",
-        help="'imagenet', 'none' (offline: train from scratch) or a weights file; "
-        "default: the recipe's",
+        help="the backbone's start: 'imagenet', 'none' (offline: train from scratch) or a "
+        "weights file; default: the recipe's",
+    )
+    train.add_argument(
+        "--weights",
+        help="start the whole model from these weights (fine-tuning): a .keras or "
+        ".weights.h5 file, the official u2net.pth / u2netp.pth, or 'basnet_duts'",
     )
     train.add_argument("--out", type=Path, help="run folder (default: runs/RECIPE[-smoke])")
     train.add_argument("--seed", type=int, default=0)
@@ -123,6 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
         choices=(0, 1, 2),
         default=1,
         help="Keras fit verbosity: 1 progress bar, 2 one line per epoch",
+    )
+    cluster = train.add_argument_group(
+        "several processes (JAX backend; README: 'Several GPUs, several machines')",
+        "Every process runs the same command, only --process-id differing. Also read from "
+        "SEGLAB_COORDINATOR, SEGLAB_NUM_PROCESSES, SEGLAB_PROCESS_ID, or a Slurm job step "
+        "(srun: SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_STEP_NODELIST).",
+    )
+    cluster.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="address of process 0, the same for all"
+    )
+    cluster.add_argument(
+        "--num-processes", type=_positive_int, metavar="N", help="processes training together"
+    )
+    cluster.add_argument(
+        "--process-id",
+        type=_non_negative_int,
+        metavar="I",
+        help="this process, 0..N-1; process 0 writes the run folder",
     )
 
     evaluate = commands.add_parser(
@@ -145,7 +166,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True, help="folder for the PNG masks and overlays"
     )
     predict.add_argument(
-        "--recipe", help="the recipe the model was trained with, when MODEL has no config.json"
+        "--image-size",
+        type=_positive_int,
+        help="resize to this size for a model that takes any size (default: the run's)",
+    )
+    predict.add_argument(
+        "--tile",
+        type=_positive_int,
+        metavar="SIZE",
+        help="predict large images at full resolution in overlapping SIZE-pixel windows "
+        "(a multiple of 32)",
+    )
+    predict.add_argument(
+        "--overlap",
+        type=float,
+        default=0.25,
+        help="overlap of the windows, as a fraction of the tile (default 0.25)",
+    )
+    predict.add_argument(
+        "--tta", action="store_true", help="average with the mirror image's prediction"
     )
     predict.add_argument("--no-overlay", action="store_true")
 
@@ -242,6 +281,9 @@ def _cmd_train(args) -> int:
     if not args.synthetic:
         _check_data_dir(args.data_dir)
     out = args.out or Path("runs") / (recipe.name + ("-smoke" if args.smoke else ""))
+    from seglab.distributed import cluster_from
+
+    cluster = cluster_from(args.coordinator, args.num_processes, args.process_id)
 
     from seglab import training
 
@@ -260,13 +302,18 @@ def _cmd_train(args) -> int:
         data_dir=args.data_dir,
         synthetic=args.synthetic,
         seed=args.seed,
+        encoder_weights=args.encoder_weights,
         weights=args.weights,
         overwrite=args.overwrite,
         verbose=args.verbose,
         backup_every=args.backup_every,
         arguments=arguments,
         log=_log,
+        cluster=cluster,
     )
+    if cluster is not None and not cluster.is_chief:
+        print(f"Done ({cluster.describe()}); process 0 writes the run folder {out}")
+        return EXIT_OK
     from seglab.metrics import format_table
 
     print(
@@ -319,6 +366,7 @@ def _cmd_evaluate(args) -> int:
         recipe.task,
         num_classes=recipe.num_classes if recipe.task == "multiclass" else None,
         class_names=class_names,
+        ignore_label=recipe.ignore_label if recipe.task == "multiclass" else None,
     )
     results = training._finite_json(results)
     output = args.output or args.run_dir / "evaluation.json"
@@ -334,48 +382,27 @@ def _cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
-def _model_and_config(model_path: Path, recipe_name: str | None):
-    """The model and its settings (normalization, image_size, task, num_classes)."""
+def _cmd_predict(args) -> int:
     from seglab import training
 
-    if not model_path.exists():
-        raise FileNotFoundError(f"{model_path}: model not found")
-    if model_path.is_dir():
-        model, config = training.load_run(model_path)
-        return model, config
-    config = training._read_config(model_path.parent)
-    if recipe_name is not None:
-        from seglab import recipes
-
-        recipe = recipes.get(recipe_name)
-        config = {
-            "normalization": recipe.normalization,
-            "image_size": recipe.image_size,
-            "task": recipe.task,
-            "num_classes": recipe.num_classes,
-        }
-    if config is None:
-        raise ValueError(
-            f"{model_path}: no {training.CONFIG} beside the model to say how images were "
-            "normalised; pass --recipe NAME"
-        )
-    if model_path.suffix != ".keras":
-        raise ValueError(f"{model_path}: expected a .keras model file or a run folder")
-    return training.load_model(model_path), config
-
-
-def _cmd_predict(args) -> int:
-    model, config = _model_and_config(args.model, args.recipe)
+    if not args.model.exists():
+        raise FileNotFoundError(f"{args.model}: model not found")
+    if args.model.is_dir():
+        model, config = training.load_run(args.model)
+    elif args.model.suffix == ".keras":
+        model, config = training.load_model(args.model), {}
+    else:
+        raise ValueError(f"{args.model}: expected a .keras model file or a run folder")
     from seglab.predict import predict_files
 
     result = predict_files(
         model,
         args.images,
         args.out,
-        normalization=config["normalization"],
-        task=config["task"],
-        image_size=config.get("image_size"),
-        num_classes=config.get("num_classes", 2),
+        image_size=args.image_size or config.get("image_size"),
+        tile=args.tile,
+        overlap=args.overlap,
+        flip=args.tta,
         write_overlay=not args.no_overlay,
         log=_log,
     )

@@ -20,6 +20,7 @@ unless ``overwrite=True``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime
@@ -29,11 +30,13 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from seglab.recipes.recipes import DEFAULT, Recipe
 
@@ -88,7 +91,32 @@ class DeviceSetup:
     gpus: list[str]
     mixed_precision: bool
     jit_compile: bool | str
+    # tf.distribute.MirroredStrategy (TensorFlow) or keras.distribution.DataParallel (JAX).
     strategy: Any = None
+    # seglab.distributed.Cluster of a multi-process run (JAX), else None.
+    cluster: Any = None
+
+    @property
+    def replicas(self) -> int:
+        """Model replicas that share every batch."""
+        if self.strategy is None:
+            return 1
+        if self.backend == "tensorflow":
+            return self.strategy.num_replicas_in_sync
+        return len(self.strategy.device_mesh.devices.flatten())
+
+    @property
+    def num_processes(self) -> int:
+        return 1 if self.cluster is None else self.cluster.num_processes
+
+    @property
+    def is_chief(self) -> bool:
+        """True in the process that writes the run folder (the only one, or process 0)."""
+        return self.cluster is None or self.cluster.is_chief
+
+    def scope(self):
+        """Build, compile and fit inside this."""
+        return contextlib.nullcontext() if self.strategy is None else self.strategy.scope()
 
     @property
     def description(self) -> str:
@@ -99,7 +127,12 @@ class DeviceSetup:
         except AttributeError:
             pass
         gpus = f", {len(self.gpus)} GPU(s): {', '.join(self.gpus)}" if self.gpus else ", no GPU"
-        return f"{platform.system()} {cpu}, {cores} CPU core(s){gpus}; Keras backend {self.backend}"
+        text = f"{platform.system()} {cpu}, {cores} CPU core(s){gpus}; Keras backend {self.backend}"
+        if self.strategy is not None:
+            text += f"; {self.replicas} replicas ({type(self.strategy).__name__})"
+        if self.cluster is not None:
+            text += f"; {self.cluster.describe()}"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +141,9 @@ class DeviceSetup:
             "mixed_precision": self.mixed_precision,
             "jit_compile": self.jit_compile,
             "distributed": self.strategy is not None,
+            "strategy": None if self.strategy is None else type(self.strategy).__name__,
+            "replicas": self.replicas,
+            "processes": self.num_processes,
             "description": self.description,
         }
 
@@ -129,28 +165,45 @@ def _gpu_names() -> list[str]:
     return []
 
 
-def _multi_worker_cluster() -> bool:
-    """True when ``TF_CONFIG`` describes a cluster of more than one worker."""
-    import json
-
+def _multi_worker_cluster(count: bool = False) -> bool | int:
+    """True when ``TF_CONFIG`` describes a cluster of more than one worker (with ``count``:
+    how many)."""
     try:
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    except (ValueError, AttributeError):
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+        workers = sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
+    except (ValueError, AttributeError, TypeError):
         raise TrainingError("TF_CONFIG is not valid JSON with a 'cluster' entry") from None
-    return sum(len(cluster.get(kind, [])) for kind in ("chief", "worker")) > 1
+    return workers if count else workers > 1
 
 
 def setup_device(
-    mixed_precision: bool | str = "auto", jit_compile: bool | str = "auto"
+    mixed_precision: bool | str = "auto",
+    jit_compile: bool | str = "auto",
+    strategy: Any = "auto",
+    cluster: Any = None,
 ) -> DeviceSetup:
     """Choose mixed precision, XLA and distribution for this machine.
 
     With ``"auto"``, mixed precision (``mixed_float16``) and XLA are used only when a GPU is
-    present, and ``tf.distribute.MirroredStrategy`` when several are, or
-    ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names several workers (TensorFlow
-    backend; under JAX the model runs as is). Sets the global dtype policy: call before building models.
+    present. Distribution (``seglab.distributed``):
+
+    - TensorFlow backend: ``tf.distribute.MirroredStrategy`` when there are several GPUs
+      (``strategy="auto"``), or the ``tf.distribute.Strategy`` given as ``strategy``.
+      ``TF_CONFIG`` naming several workers is refused: Keras 3 cannot fit under
+      ``MultiWorkerMirroredStrategy``.
+    - JAX backend: with ``cluster`` (a ``seglab.distributed.Cluster``), connects the processes
+      and trains data-parallel over the devices of all of them; without, data-parallel over
+      this machine's devices when it has several (``strategy="auto"``).
+
+    ``strategy=None`` trains on one device. Sets the global dtype policy: call before building
+    models.
     """
+    from seglab import distributed
+
     backend = keras.backend.backend()
+    if cluster is not None:
+        # Before anything else touches JAX (listing the GPUs does).
+        distributed.initialize(cluster)
     gpus = _gpu_names()
     use_mixed = bool(gpus) if mixed_precision == "auto" else bool(mixed_precision)
     keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
@@ -158,17 +211,34 @@ def setup_device(
         jit = bool(gpus) if jit_compile == "auto" else bool(jit_compile)
     else:
         jit = jit_compile
-    strategy = None
     if backend == "tensorflow" and _multi_worker_cluster():
+        workers = _multi_worker_cluster(count=True)
+        raise TrainingError(distributed.MULTI_WORKER_MESSAGE.format(workers=workers))
+    chosen = None
+    if strategy not in ("auto", None):
+        chosen = strategy
+    elif strategy == "auto" and backend == "tensorflow" and len(gpus) > 1:
         import tensorflow as tf
 
-        # TF_CONFIG names several workers: every worker runs the same command (README).
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    elif backend == "tensorflow" and len(gpus) > 1:
-        import tensorflow as tf
+        chosen = tf.distribute.MirroredStrategy()
+    elif backend == "jax" and (
+        cluster is not None or (strategy == "auto" and distributed.local_device_count() > 1)
+    ):
+        chosen = distributed.data_parallel()
+    return DeviceSetup(backend, gpus, use_mixed, jit, chosen, cluster)
 
-        strategy = tf.distribute.MirroredStrategy()
-    return DeviceSetup(backend, gpus, use_mixed, jit, strategy)
+
+def _synchronize_batch_norm(model, synchronized: bool) -> None:
+    """Batch statistics of the global batch, not of each replica's share, under
+    ``tf.distribute`` (Keras' ``BatchNormalization(synchronized=True)``, read at every call).
+
+    Without it each replica's moving mean and variance follow its own share and the copies
+    drift apart, so the saved model holds replica 0's. Saved models are written with
+    ``synchronized=False``: the JAX backend refuses ``True`` (and needs none: it normalises
+    the global batch as it is)."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = synchronized
 
 
 def _float32_outputs(model):
@@ -192,11 +262,25 @@ class _Backup(keras.callbacks.BackupAndRestore):
     epoch (Keras saves at epoch ends only with ``save_freq="epoch"``, so without this a kill
     between an epoch's end and the next step backup would redo the finished epoch)."""
 
+    # False in a multi-process run: process 0 reads the backup through SyncFromChief.
+    restore = True
+
+    def on_train_begin(self, logs=None):
+        if self.restore:
+            super().on_train_begin(logs)
+
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
         if self.save_freq != "epoch":
             self._save_model()
             self._batches_seen_since_last_saving = 0
+
+    def _save_model(self):
+        from seglab.distributed import without_distribution
+
+        # Only process 0 saves; nothing it creates meanwhile may span the other processes.
+        with without_distribution():
+            super()._save_model()
 
     def save_now(self):
         self._save_model()
@@ -223,6 +307,50 @@ class _StopOnNonFiniteLoss(keras.callbacks.Callback):
                 f"step {batch + 1}. Lower the learning rate (--learning-rate) or check the data "
                 f"(seglab check DATA_DIR). The last good weights are in {self.out_dir / BACKUP}."
             )
+
+
+def resumable_callbacks(
+    out_dir, *, monitor: str | None = None, mode: str = "max", backup_every=None
+):
+    """Callbacks that let a notebook's ``model.fit`` survive a disconnect.
+
+    Running the same ``model.fit(..., callbacks=resumable_callbacks(OUT_DIR, ...))`` again
+    (after rebuilding and compiling the same model) resumes from ``OUT_DIR/backup`` at the
+    epoch where it stopped, as ``seglab train`` does. The history goes to
+    ``OUT_DIR/history.csv`` and, with ``monitor`` (e.g. ``"val_mean_iou"``), the best model
+    so far to ``OUT_DIR/best.keras``. Training stops at the first NaN loss.
+
+    Args:
+        out_dir: a folder that outlives the session (in Colab: a Google Drive folder).
+        monitor, mode: the validation metric that picks the best model, and whether higher
+            (``"max"``) or lower (``"min"``) is better.
+        backup_every: steps between backups; default: at the end of every epoch.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        _StopOnNonFiniteLoss(out),
+        keras.callbacks.CSVLogger(str(out / HISTORY), append=True),
+        _Backup(str(out / BACKUP), save_freq=backup_every or "epoch", double_checkpoint=True),
+    ]
+    if monitor is not None:
+        # After a restart, "best" means best of the whole run, not of the epochs since.
+        seen = [
+            float(row[monitor])
+            for row in dedupe_history(out / HISTORY)
+            if row.get(monitor) not in (None, "")
+        ]
+        best = (max if mode == "max" else min)(seen) if seen else None
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(out / "best.keras"),
+                monitor=monitor,
+                mode=mode,
+                save_best_only=True,
+                initial_value_threshold=best,
+            )
+        )
+    return callbacks
 
 
 # ----------------------------------------------------------------------------------------------
@@ -374,7 +502,8 @@ def train(
     synthetic: bool = False,
     download: bool = True,
     seed: int = 0,
-    weights=DEFAULT,
+    encoder_weights=DEFAULT,
+    weights=None,
     overwrite: bool = False,
     verbose: int | str = 1,
     backup_every: int | None = None,
@@ -383,6 +512,8 @@ def train(
     arguments: dict | None = None,
     callbacks: list | None = None,
     log: Callable[[str], None] | None = None,
+    strategy: Any = "auto",
+    cluster: Any = None,
 ) -> RunResult:
     """Train ``recipe`` into ``out_dir`` (see the module docstring for what is written).
 
@@ -393,12 +524,20 @@ def train(
         data_dir: the dataset folder (``None`` downloads the dataset when the recipe can).
         synthetic: train on a small synthetic set written into ``out_dir/synthetic_data``.
         seed: seeds Keras, NumPy, Python and the input pipeline.
-        weights: ``"default"`` (the recipe's), ``"imagenet"``, ``None`` or a weights file.
+        encoder_weights: ``"default"`` (the recipe's), ``"imagenet"``, ``None`` or a weights
+            file for the backbone.
+        weights: ``None``, or what the whole model starts from (fine-tuning): a ``.keras`` /
+            ``.weights.h5`` file, the official ``u2net.pth``, ``"basnet_duts"``...
         verbose: Keras ``fit`` verbosity (1: progress bar).
         backup_every: steps between backups; default a quarter of an epoch.
         arguments: recorded in ``config.json`` (the command-line arguments).
         callbacks: more Keras callbacks for ``fit`` (after the run's own).
         log: where progress messages go (default: stderr).
+        strategy: ``"auto"``, ``None`` (one device) or a ``tf.distribute.Strategy`` (see
+            ``setup_device``).
+        cluster: a ``seglab.distributed.Cluster``: this process is one of several that train
+            together (JAX backend). Only process 0 writes ``out_dir``; the others return a
+            result without history or metrics.
 
     Raises:
         RunExistsError, NonFiniteLossError, TrainingInterrupted (all ``TrainingError``);
@@ -406,7 +545,11 @@ def train(
     """
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     out = Path(out_dir)
-    status = run_status(out)
+    from seglab import distributed
+
+    # In a multi-process run only process 0 reads and writes the run folder.
+    chief = cluster is None or cluster.is_chief
+    status = run_status(out) if chief else "new"
     if status == "foreign":
         raise RunExistsError(
             f"{out}: the folder is not empty and holds no seglab run (no {CONFIG}); choose "
@@ -417,16 +560,17 @@ def train(
             f"{out}: holds a finished run ({MODEL}, {METRICS}); pass --overwrite to replace it "
             "or choose another --out"
         )
-    if (overwrite or status == "new") and out.is_dir():
+    if (overwrite or status == "new") and out.is_dir() and chief:
         # Only the run's own files: leftovers of a run that failed early, or the replaced run.
         _clear_run(out)
         status = "new"
 
     settings = recipe.to_dict()
-    weights_setting = recipe.pretrained if weights == DEFAULT else weights
+    encoder_setting = recipe.encoder_weights if encoder_weights == DEFAULT else encoder_weights
     run_setup = {
         "seed": seed,
-        "weights": weights_setting,
+        "encoder_weights": encoder_setting,
+        "weights": None if weights is None else str(weights),
         "synthetic": synthetic,
         "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
     }
@@ -455,29 +599,58 @@ def train(
             resumed_from = settings["epochs"]
             already_trained = True
 
-    out.mkdir(parents=True, exist_ok=True)
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
-    device = setup_device(mixed_precision, jit_compile)
+    device = setup_device(mixed_precision, jit_compile, strategy, cluster)
+    if device.num_processes > 1:
+        # Every process must train the same model on the same data order; process 0 alone
+        # knows whether the run folder holds a model that only needs evaluating.
+        distributed.check_same_settings(
+            {**settings, **{key: value for key, value in run_setup.items() if key != "data_dir"}}
+        )
+        already_trained = bool(distributed.broadcast_from_chief(np.int32(already_trained)))
+    compile_options = {}
+    if device.backend == "jax" and device.strategy is not None:
+        # Eager steps across several JAX devices run op by op: ~5x slower than one jit step.
+        compile_options["run_eagerly"] = False
 
     # Data problems surface here, before anything is built.
     if synthetic:
-        data_dir = out / SYNTHETIC_DATA
-    train_set, val_set = recipe.load_data(data_dir, download=download, synthetic=synthetic)
-    train_ds, val_ds = recipe.make_datasets(train_set, val_set, seed=seed)
+        # The same synthetic set (fixed seed) on every process; only process 0 writes in out.
+        data_dir = out / SYNTHETIC_DATA if chief else Path(tempfile.mkdtemp(prefix="seglab-"))
+    with distributed.together("reading the data"):
+        train_set, val_set = recipe.load_data(data_dir, download=download, synthetic=synthetic)
+        train_ds, val_ds = recipe.make_datasets(train_set, val_set, seed=seed)
+        if device.backend == "jax" and device.strategy is not None:
+            train_ds, val_ds = distributed.distribute_datasets(
+                train_ds,
+                val_ds,
+                global_batch_size=recipe.batch_size,
+                num_examples=len(train_set)
+                if recipe.steps_per_epoch is None and hasattr(train_set, "pairs")
+                else None,
+            )
+        trace = distributed.trace_from_environment(distributed.process_index())
+        if trace is not None:
+            train_ds = trace.wrap_dataset(train_ds)
 
     def build():
-        model = recipe.build_model(weights=weights)
+        model = recipe.build_model(encoder_weights=encoder_weights, weights=weights)
         if device.mixed_precision:
             model = _float32_outputs(model)
-        return recipe.compile(model, jit_compile=device.jit_compile)
+        return recipe.compile(model, jit_compile=device.jit_compile, **compile_options)
 
-    if already_trained:
-        model = load_model(out / MODEL)
-    elif device.strategy is not None:
-        with device.strategy.scope():
-            model = build()
-    else:
-        model = build()
+    # Creating a distributed variable is itself a step of every process (JAX checks that
+    # they agree), so a process failing part way through makes the others fail too.
+    with distributed.together("building the model"):
+        if already_trained:
+            model = load_model(out / MODEL) if chief else None
+        else:
+            with device.scope():
+                model = build()
+            if device.backend == "tensorflow" and device.replicas > 1:
+                _synchronize_batch_norm(model, True)
 
     config = {
         "status": "trained" if already_trained else "running",
@@ -487,7 +660,7 @@ def train(
         "normalization": recipe.normalization,
         "image_size": recipe.image_size,
         "num_classes": recipe.num_classes,
-        "class_names": list(recipe.class_names or getattr(train_set, "class_names", ())),
+        "class_names": list(getattr(train_set, "class_names", ()) or recipe.class_names),
         "train_images": len(train_set) if hasattr(train_set, "pairs") else None,
         "val_images": len(val_set) if hasattr(val_set, "pairs") else None,
         "arguments": arguments or {},
@@ -495,7 +668,8 @@ def train(
         "device": device.to_dict(),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    _write_json(out / CONFIG, config)
+    if chief:
+        _write_json(out / CONFIG, config)
 
     steps = recipe.steps_per_epoch
     if steps is None and hasattr(train_set, "pairs"):
@@ -512,16 +686,41 @@ def train(
         delete_checkpoint=False,
     )
     extra_callbacks = list(callbacks or [])
-    callbacks = [
-        _StopOnNonFiniteLoss(out),
-        # The CSV row of an epoch is written before its backup: a kill in between repeats
-        # the row, never loses it (dedupe_history keeps the last).
-        keras.callbacks.CSVLogger(str(out / HISTORY), append=True),
-        backup,
-        *extra_callbacks,
-    ]
+    callbacks = [] if trace is None else [trace.callback()]
+    callbacks.append(_StopOnNonFiniteLoss(out))
+    if chief:
+        callbacks += [
+            # The CSV row of an epoch is written before its backup: a kill in between repeats
+            # the row, never loses it (dedupe_history keeps the last).
+            keras.callbacks.CSVLogger(str(out / HISTORY), append=True),
+            backup,
+        ]
+    if device.num_processes > 1:
+        backup.restore = False
+
+        def restore_backup():
+            """Process 0 reads its backup into a copy of the model that lives on it alone."""
+            if not (out / BACKUP).is_dir():
+                return None
+            with distributed.without_distribution():
+                copy = build()
+                reader = keras.callbacks.BackupAndRestore(str(out / BACKUP), double_checkpoint=True)
+                reader.set_model(copy)
+                reader.on_train_begin()
+                if not copy.optimizer.built:
+                    return None
+                values = [
+                    keras.ops.convert_to_numpy(v) for v in copy.weights + copy.optimizer.variables
+                ]
+                return values, getattr(copy, "_initial_epoch", None) or 0
+
+        # Every process starts from process 0's weights (restored from its backup or not).
+        callbacks.append(distributed.sync_from_chief(restore_backup if chief else None))
+    callbacks += extra_callbacks
 
     if already_trained:
+        if not chief:
+            return RunResult(out, None, [], {}, resumed_from, 0)
         log(f"{out}: training had finished; evaluating {out / MODEL}")
     else:
         if resumed_from is not None:
@@ -529,16 +728,23 @@ def train(
         count = len(train_set) if hasattr(train_set, "pairs") else "?"
         log(f"Training {recipe.name} on {count} images ({device.description})")
         try:
-            model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=recipe.epochs,
-                steps_per_epoch=steps,
-                callbacks=callbacks,
-                verbose=verbose,
-                shuffle=False,  # make_dataset already shuffles the training set every epoch
-            )
+            with device.scope():
+                model.fit(
+                    train_ds,
+                    validation_data=val_ds,
+                    epochs=recipe.epochs,
+                    steps_per_epoch=steps,
+                    callbacks=callbacks,
+                    verbose=verbose,
+                    shuffle=False,  # make_dataset already shuffles the training set every epoch
+                )
         except KeyboardInterrupt:
+            if not chief:
+                raise TrainingInterrupted(
+                    f"interrupted: {cluster.describe()} stopped; process 0 keeps the training "
+                    f"state in {out / BACKUP}. Run the same commands again to resume."
+                ) from None
+            _synchronize_batch_norm(model, False)
             model.save(out / INTERRUPTED)
             try:
                 backup.save_now()
@@ -548,7 +754,17 @@ def train(
                 f"interrupted: the model so far is in {out / INTERRUPTED} and the training state "
                 f"in {out / BACKUP}. Run the same command again to resume."
             ) from None
+        if not chief:
+            log(f"{cluster.describe()}: training done; process 0 saves the model in {out}")
+            return RunResult(out, model, [], {}, resumed_from, recipe.epochs - (resumed_from or 0))
+        _synchronize_batch_norm(model, False)
         model.save(out / MODEL)
+        if device.strategy is not None:
+            # Evaluate a copy outside the distribution: under MirroredStrategy Keras 3's
+            # predict_on_batch gives every replica the whole batch (twice the outputs), and
+            # under JAX the variables live on the devices of every process (process 0
+            # evaluates alone).
+            model = load_model(out / MODEL)
         # The backup goes only once model.keras is safe and the config says so.
         config["status"] = "trained"
         _write_json(out / CONFIG, config)
@@ -566,6 +782,7 @@ def train(
             recipe.task,
             num_classes=recipe.num_classes if recipe.task == "multiclass" else None,
             class_names=config["class_names"] or None,
+            ignore_label=recipe.ignore_label if recipe.task == "multiclass" else None,
         )
     )
     _write_json(out / METRICS, metrics)
@@ -594,12 +811,30 @@ def load_run(run_dir):
         path = out / INTERRUPTED
     if not path.is_file():
         raise TrainingError(f"{out}: the run has no {MODEL} yet (status: {config.get('status')})")
-    return load_model(path), config
+    model = load_model(path)
+    from seglab.models import output_info, preprocessing_of
+
+    try:
+        output_info(model)
+        legacy = preprocessing_of(model) is None and config.get("normalization") is not None
+    except ValueError:
+        legacy = True
+    if legacy:
+        raise TrainingError(
+            f"{path}: this model was saved by seglab 0.1, whose models took normalised images "
+            f"(normalization {config.get('normalization')!r}) and did not declare their "
+            "outputs; seglab 0.2 models take 0..255 images and normalise them inside. Train "
+            "it again with the same command plus --overwrite, or use it from Python with "
+            "keras.saving.load_model and scale the images yourself."
+        )
+    return model, config
 
 
 # Modules whose import registers the custom objects a saved seglab model may use.
 _CUSTOM_OBJECT_MODULES = (
     "seglab.models.blocks",
+    "seglab.models.heads",
+    "seglab.models.preprocessing",
     "seglab.models.unet.unet",
     "seglab.models.deeplabv3plus.deeplabv3plus",
     "seglab.models.basnet.basnet",
