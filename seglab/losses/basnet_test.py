@@ -35,7 +35,8 @@ def test_matches_a_reference_computed_by_hand():
     # A near-perfect prediction scores near the reference too, and near zero.
     close = np.clip(masks + 0.05 * (0.5 - masks), 0.0, 1.0).astype(np.float32)
     loss = BASNetHybridLoss()(masks, close)
-    np.testing.assert_allclose(float(loss), _reference_loss(masks, close), rtol=1e-5)
+    # float32 sums over 48x48 pixels against a float64 reference: 2e-5 apart on this machine.
+    np.testing.assert_allclose(float(loss), _reference_loss(masks, close), rtol=5e-5)
 
 
 def test_perfect_prediction_costs_almost_nothing_and_empty_masks_are_fine():
