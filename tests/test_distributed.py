@@ -197,7 +197,10 @@ def read_trace(path: Path):
     ``(epoch, step, fingerprints of the batch this process fed, weights digest)``."""
     begin, steps, last_batch = None, [], None
     for line in path.read_text().splitlines():
-        record = json.loads(line)
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
         if "begin" in record:
             begin = record["begin"]
         elif "batch" in record:
@@ -235,6 +238,7 @@ def check_pair(outs, logs, trace_dir):
     return steps0, steps1
 
 
+# 49-88 s on a 2-core machine at load 2-4, but the issue's test: in the default run.
 def test_two_processes_train_as_one(sample_data, tmp_path):
     data_dir = sample_data("microscopy_sample")
     outs = [tmp_path / "run", tmp_path / "process-1-out"]
@@ -273,7 +277,7 @@ def test_two_processes_train_as_one(sample_data, tmp_path):
     )
 
 
-@pytest.mark.slow  # two launches of a pair: about 150 s on a loaded 2-core machine
+@pytest.mark.slow  # two launches of a pair: 63-151 s on a 2-core machine at load 2-4
 def test_two_processes_resume_from_process_0s_backup(sample_data, tmp_path):
     data_dir = sample_data("microscopy_sample")
     outs = [tmp_path / "run", tmp_path / "process-1-out"]
@@ -290,10 +294,11 @@ def test_two_processes_resume_from_process_0s_backup(sample_data, tmp_path):
             if any(process.poll() is not None for process in pair):
                 pytest.fail("a process ended before it was killed:\n" + tails(logs))
             try:
-                if json.loads(metadata.read_text())["epoch"] >= 1:
-                    break
+                backed_up = json.loads(metadata.read_text())["epoch"]
             except (OSError, ValueError, KeyError):
-                pass
+                backed_up = 0
+            if backed_up >= 1:
+                break
             time.sleep(0.05)
         else:
             pytest.fail("no backup in time:\n" + tails(logs))
@@ -302,7 +307,6 @@ def test_two_processes_resume_from_process_0s_backup(sample_data, tmp_path):
     config = json.loads((outs[0] / "config.json").read_text())
     assert config["status"] == "running", "the run finished before it was killed"
     _, killed_steps = read_trace(first_trace / "process-0.jsonl")
-    backed_up = json.loads(metadata.read_text())["epoch"]
 
     second_trace = tmp_path / "trace-second"
     pair, logs = train_pair(
@@ -555,7 +559,8 @@ def test_mirrored_strategy_on_two_logical_cpus(sample_data, tmp_path, recipe, si
     # The replicas' copies of every variable are equal, batch-norm statistics included.
     assert result["copies"] == [2] and result["spread"] == 0.0
     assert result["difference"] < 1e-5
-    assert "mean_iou" in result["metric_names"] and result["metric_gap"] < 1e-5
+    assert any(name.endswith("mean_iou") for name in result["metric_names"])
+    assert result["metric_gap"] < 1e-5
     assert 0.0 <= result["metrics"]["mean_iou"] <= 1.0
     config = json.loads((tmp_path / "run" / "mirrored" / "config.json").read_text())
     assert config["status"] == "finished" and config["device"]["replicas"] == 2
