@@ -327,6 +327,7 @@ def test_two_processes_resume_from_process_0s_backup(sample_data, tmp_path):
     assert not outs[1].exists()
 
 
+@pytest.mark.slow  # about 45 s on 2 cores
 def test_a_process_that_cannot_start_stops_the_others(sample_data, tmp_path):
     """Started together: a pair whose process 1 finds no dataset, a pair started with
     different seeds, and a process 1 whose process 0 never comes."""
@@ -393,6 +394,7 @@ def test_a_process_that_cannot_start_stops_the_others(sample_data, tmp_path):
     assert not (tmp_path / "no-data-out-0" / "model.keras").exists()
 
 
+@pytest.mark.slow  # about 45 s on 2 cores
 def test_one_process_with_two_jax_devices_trains_as_one_device(sample_data, tmp_path):
     """Several GPUs in one machine on the JAX backend: one process, data-parallel over its
     devices (here two CPU devices made by XLA), equals one device on the same batches."""

@@ -126,11 +126,13 @@ def test_from_scratch_encoder_is_trained_with_faster_batchnorm_statistics():
     assert _batchnorm_momenta(custom.get_layer("mobilenetv2_encoder")) == {0.95}
 
 
+@pytest.mark.slow  # trains a from-scratch U-Net for 40 steps: about 95 s on 2 cores
 def test_from_scratch_training_lowers_the_loss(trained_from_scratch):
     _, losses, _, _ = trained_from_scratch
     assert losses[-1] < 0.5 * losses[0]
 
 
+@pytest.mark.slow
 def test_from_scratch_inference_predictions_are_not_constant(trained_from_scratch):
     model, _, images, masks = trained_from_scratch
     predicted = np.argmax(_infer(model, images), axis=-1)
