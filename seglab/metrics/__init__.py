@@ -3,12 +3,11 @@
 Importing this package imports neither TensorFlow nor matplotlib.
 """
 
-from seglab.metrics.evaluation import (
-    ConfusionMatrix,
+from seglab.metrics.confusion import ConfusionMatrix
+from seglab.metrics.evaluation import evaluate, format_table
+from seglab.metrics.salient import (
     RelaxedBoundaryFmeasure,
     SODEvaluator,
-    evaluate,
-    format_table,
     relaxed_boundary_precision_recall,
 )
 from seglab.metrics.training import BinaryMeanIoU, BinaryPixelAccuracy, segmentation_metrics
