@@ -1,6 +1,6 @@
 """U²-Net and U²-NetP with a salient-object head or a multi-class head.
 
-``seglab.models.u2net.checkpoint`` reads the authors' PyTorch checkpoints (``u2net.pth``,
+``seglab.models.u2net.checkpoint`` loads the authors' PyTorch checkpoints (``u2net.pth``,
 ``u2netp.pth``) without PyTorch; ``u2net(weights="u2net.pth")`` uses it.
 """
 
