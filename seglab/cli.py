@@ -184,7 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="overlap of the windows, as a fraction of the tile (default 0.25)",
     )
     predict.add_argument(
-        "--tta", action="store_true", help="average with the mirror image's prediction"
+        "--tta",
+        action="store_true",
+        help="average with the mirror image's prediction (a run folder's classes named "
+        "left/right are swapped in the mirror's)",
     )
     predict.add_argument("--no-overlay", action="store_true")
 
@@ -393,8 +396,10 @@ def _cmd_predict(args) -> int:
         model, config = training.load_model(args.model), {}
     else:
         raise ValueError(f"{args.model}: expected a .keras model file or a run folder")
-    from seglab.predict import predict_files
+    from seglab.predict import mirror_class_pairs, predict_files
 
+    # A run folder's class names say which classes a mirror image swaps (left and right arm).
+    flip_pairs = mirror_class_pairs(config.get("class_names")) if args.tta else ()
     result = predict_files(
         model,
         args.images,
@@ -403,6 +408,7 @@ def _cmd_predict(args) -> int:
         tile=args.tile,
         overlap=args.overlap,
         flip=args.tta,
+        flip_pairs=flip_pairs,
         write_overlay=not args.no_overlay,
         log=_log,
     )

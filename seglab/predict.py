@@ -10,6 +10,9 @@ training pipeline's own ``resize_image``; the prediction is resized back to the 
 size: class scores bilinearly, then argmax (``<stem>_mask.png``: 8-bit class ids); a
 one-channel saliency map bilinearly (``<stem>_mask.png``: 0..255). With ``tile=`` a large
 image is instead predicted at full resolution in overlapping windows (``seglab.tiling``).
+``flip=True`` averages in the prediction of the mirror image; ``flip_pairs`` names the classes
+a mirror swaps (a left arm becomes a right arm: ``seglab.data.cihp.CIHP_FLIP_PAIRS``), which
+are swapped back in the mirrored prediction before averaging.
 An overlay of the mask on the image is written as ``<stem>_overlay.png``. Files that cannot
 be read are listed in ``result.failed`` instead of stopping the run.
 """
@@ -17,10 +20,13 @@ be read are listed in ``result.failed`` instead of stopping the run.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+
+from seglab.errors import SettingError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -109,8 +115,80 @@ def prepare_image(image: np.ndarray, size) -> np.ndarray:
     return np.asarray(resize_image(image, size), dtype=np.float32)
 
 
+def mirror_class_pairs(class_names) -> tuple[tuple[int, int], ...]:
+    """Pairs of class ids whose names differ only by "left" and "right" ("Left-arm" and
+    "Right-arm", "left_eye" and "right_eye"): the classes a mirror image swaps, for
+    ``flip_pairs``. ``()`` when there are none."""
+    lowered = [str(name).lower() for name in class_names or ()]
+    pairs = []
+    for left, name in enumerate(lowered):
+        as_right = re.sub(r"(?<![a-z])left(?![a-z])", "right", name)
+        if as_right != name and as_right in lowered:
+            pairs.append((left, lowered.index(as_right)))
+    return tuple(pairs)
+
+
+def check_flip_pairs(flip_pairs, num_classes: int) -> tuple[tuple[int, int], ...]:
+    """``flip_pairs`` as a tuple of ``(id, id)``, each a class of ``num_classes`` that appears
+    once; raises ``SettingError`` otherwise."""
+    pairs = tuple(tuple(pair) for pair in flip_pairs or ())
+    ids = [class_id for pair in pairs for class_id in pair]
+    problem = None
+    if pairs and num_classes < 2:
+        problem = f"the model predicts one channel ({num_classes} class): nothing to swap"
+    elif any(len(pair) != 2 for pair in pairs):
+        problem = "each item must be a pair of class ids"
+    elif not all(isinstance(i, int | np.integer) and 0 <= i < num_classes for i in ids):
+        problem = f"class ids must be whole numbers from 0 to {num_classes - 1}"
+    elif len(set(ids)) != len(ids):
+        problem = "a class appears in more than one place"
+    if problem:
+        raise SettingError(f"flip_pairs={flip_pairs!r}: {problem}")
+    return tuple((int(a), int(b)) for a, b in pairs)
+
+
+def swap_classes(probabilities: np.ndarray, flip_pairs) -> np.ndarray:
+    """``probabilities (..., C)`` with the channels of each pair in ``flip_pairs`` exchanged."""
+    if not flip_pairs:
+        return probabilities
+    order = np.arange(probabilities.shape[-1])
+    for first, second in flip_pairs:
+        order[first], order[second] = second, first
+    return probabilities[..., order]
+
+
+def _mirror_averaged(predict_batch, flip, flip_pairs):
+    """A function of a ``(B, h, w, 3)`` batch: the mean of ``predict_batch`` over the flip
+    mode's passes (``seglab.tiling.flip_axes``), each flipped back; a mirrored pass (an odd
+    number of flipped axes) has its ``flip_pairs`` swapped first."""
+    from seglab.tiling import flip_axes
+
+    passes = flip_axes(flip)
+
+    def predict(batch):
+        total = None
+        for axes in passes:
+            flipped = np.ascontiguousarray(np.flip(batch, axes)) if axes else batch
+            probabilities = predict_batch(flipped)
+            if axes:
+                probabilities = np.flip(probabilities, axes)
+            if len(axes) % 2:
+                probabilities = swap_classes(probabilities, flip_pairs)
+            total = probabilities if total is None else total + probabilities
+        return total / len(passes)
+
+    return predict
+
+
 def predict_image(
-    model, image: np.ndarray, *, image_size=None, tile=None, overlap=0.25, flip=False
+    model,
+    image: np.ndarray,
+    *,
+    image_size=None,
+    tile=None,
+    overlap=0.25,
+    flip=False,
+    flip_pairs=(),
 ) -> np.ndarray:
     """The model's prediction for one ``uint8 (H, W, 3)`` image at its original size, as
     probabilities ``float32 (H, W, C)`` (``seglab.models.to_probabilities``).
@@ -119,34 +197,27 @@ def predict_image(
     that takes any size), predicted, and the result resized back bilinearly. With ``tile`` it
     is predicted at its own resolution in overlapping ``tile``-pixel windows, blended (for
     images larger than the training size: micrographs, scans). ``flip`` averages the
-    prediction of the image and of its mirror image (test-time augmentation).
+    prediction of the image and of its mirror image (test-time augmentation; ``True`` or
+    ``"horizontal"``, ``"vertical"``, ``"both"`` as in ``seglab.tiling``). ``flip_pairs``:
+    pairs of class ids a mirror image swaps (a person's left and right arm), exchanged in the
+    mirrored prediction before averaging; without them such classes average to a tie.
     """
     import tensorflow as tf
 
-    from seglab.models.heads import to_probabilities
+    from seglab.models.heads import output_info, to_probabilities
 
+    flip_pairs = check_flip_pairs(flip_pairs, output_info(model).num_classes)
+    predict = _mirror_averaged(
+        lambda batch: to_probabilities(model, model.predict_on_batch(batch)), flip, flip_pairs
+    )
     if tile is not None:
         from seglab.tiling import predict_tiled
 
         # Windows are blended as probabilities, whatever the model outputs. Tiles and steps
         # are multiples of 32, the largest stride of seglab's models.
-        return predict_tiled(
-            lambda batch: to_probabilities(model, model.predict_on_batch(batch)),
-            image.astype(np.float32),
-            tile,
-            overlap=overlap,
-            flip=flip,
-            multiple=32,
-        )
+        return predict_tiled(predict, image.astype(np.float32), tile, overlap=overlap, multiple=32)
     size = model_input_size(model, image_size)
-    batch = prepare_image(image, size)[None]
-    if flip:
-        batch = np.concatenate([batch, batch[:, :, ::-1]])
-    probabilities = to_probabilities(model, model.predict_on_batch(batch))
-    if flip:
-        probabilities = (probabilities[0] + probabilities[1][:, ::-1]) / 2.0
-    else:
-        probabilities = probabilities[0]
+    probabilities = predict(prepare_image(image, size)[None])[0]
     return tf.image.resize(probabilities, image.shape[:2], method="bilinear").numpy()
 
 
@@ -181,7 +252,8 @@ def predict_files(
     image_size: int | None = None,
     tile: int | None = None,
     overlap: float = 0.25,
-    flip: bool = False,
+    flip: bool | str = False,
+    flip_pairs=(),
     write_overlay: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> PredictionResult:
@@ -192,7 +264,7 @@ def predict_files(
         out_dir: created if needed.
         image_size: the size to resize to when the model takes any size (a run's
             ``config.json`` holds the training size).
-        tile, overlap, flip: see ``predict_image``.
+        tile, overlap, flip, flip_pairs: see ``predict_image``.
     """
     from PIL import Image
 
@@ -204,6 +276,7 @@ def predict_files(
     out.mkdir(parents=True, exist_ok=True)
     if tile is None:
         model_input_size(model, image_size)  # fail before reading any file
+    check_flip_pairs(flip_pairs, info.num_classes)
     images, problems = collect_images(inputs)
     result = PredictionResult(failed=list(problems))
     used_stems: set[str] = set()
@@ -214,7 +287,13 @@ def predict_files(
             result.failed.append((path, str(error)))
             continue
         probabilities = predict_image(
-            model, image, image_size=image_size, tile=tile, overlap=overlap, flip=flip
+            model,
+            image,
+            image_size=image_size,
+            tile=tile,
+            overlap=overlap,
+            flip=flip,
+            flip_pairs=flip_pairs,
         )
         mask = probabilities_to_mask(probabilities)
 

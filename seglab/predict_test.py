@@ -168,3 +168,101 @@ def test_a_large_image_is_tiled_at_full_resolution(tmp_path):
     Image.fromarray(image).save(tmp_path / "big.png")
     predict.predict_files(model, [tmp_path / "big.png"], tmp_path / "out", tile=64)
     assert np.asarray(Image.open(tmp_path / "out" / "big_mask.png")).shape == (256, 256)
+
+
+def mirror_equivariant_model(size=None):
+    """Three classes from the horizontal brightness gradient: class 0 ("Right-arm") where the
+    image gets darker to the right, class 2 ("Left-arm") where it gets brighter. In a mirror
+    image the gradient changes sign, so the model calls the mirrored parts by the other side's
+    name, as a model that knows left from right does."""
+    inputs = keras.Input((size, size, 3))
+    gradient = keras.layers.Conv2D(1, (1, 3), padding="same", use_bias=False)
+    x = gradient(inputs)
+    kernel = np.zeros((1, 3, 3, 1), "float32")
+    kernel[0, :, 0, 0] = [-0.05, 0.0, 0.05]  # red channel: right neighbour minus left
+    gradient.set_weights([kernel])
+    negated, zeros = keras.layers.Rescaling(-1.0)(x), keras.layers.Rescaling(0.0)(x)
+    logits = keras.layers.Concatenate()([negated, zeros, x])
+    return keras.Model(inputs, SegmentationOutput("linear")(logits))
+
+
+@pytest.mark.parametrize("tile", [None, 32])
+def test_flip_pairs_swap_the_mirrored_left_and_right_classes(tile):
+    """Flip TTA is right for a left/right-aware model only with the classes swapped back: the
+    mirror pass then agrees with the plain one; without the pairs classes 0 and 2 average to
+    a tie everywhere."""
+    model = mirror_equivariant_model(size=None if tile else 64)
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    options = {"image_size": 64, "tile": tile}
+    plain = predict.predict_image(model, image, **options)
+    assert np.abs(plain[..., 0] - plain[..., 2]).mean() > 0.2  # a sure left/right call
+    paired = predict.predict_image(model, image, flip=True, flip_pairs=[(0, 2)], **options)
+    np.testing.assert_allclose(paired, plain, atol=1e-5)
+    unpaired = predict.predict_image(model, image, flip=True, **options)
+    np.testing.assert_allclose(unpaired[..., 0], unpaired[..., 2], atol=1e-5)
+    assert np.mean(unpaired.argmax(-1) != plain.argmax(-1)) > 0.3
+
+
+def test_flip_pairs_reach_the_written_masks(tmp_path):
+    image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    model = mirror_equivariant_model(size=64)
+    expected = predict.predict_image(model, image).argmax(-1)
+    predict.predict_files(model, [tmp_path], tmp_path / "out", flip=True, flip_pairs=[(0, 2)])
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out/photo_mask.png")), expected)
+
+
+def test_the_cihp_flip_pairs_are_its_left_and_right_parts():
+    from seglab.data.cihp import CIHP_CLASS_NAMES, CIHP_FLIP_PAIRS
+
+    named = [(CIHP_CLASS_NAMES[a], CIHP_CLASS_NAMES[b]) for a, b in CIHP_FLIP_PAIRS]
+    assert named == [
+        ("Left-arm", "Right-arm"),
+        ("Left-leg", "Right-leg"),
+        ("Left-shoe", "Right-shoe"),
+    ]
+    assert predict.mirror_class_pairs(CIHP_CLASS_NAMES) == CIHP_FLIP_PAIRS
+    assert predict.mirror_class_pairs(["background", "eye_left", "eye_right", "leftover"]) == (
+        (1, 2),
+    )
+    assert predict.mirror_class_pairs(None) == ()
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        ([(0, 3)], "from 0 to 2"),
+        ([(0, 1), (1, 2)], "more than one place"),
+        ([(0, 1, 2)], "pair of class ids"),
+    ],
+)
+def test_bad_flip_pairs_are_refused_before_any_file_is_read(tmp_path, pairs, message):
+    from seglab.errors import SettingError
+
+    with pytest.raises(SettingError, match=message):
+        predict.predict_files(left_right_model(), [tmp_path / "none"], tmp_path, flip_pairs=pairs)
+    with pytest.raises(SettingError, match="one channel"):
+        predict.predict_image(
+            constant_saliency_model(0.5), np.zeros((4, 4, 3)), flip_pairs=[(0, 1)]
+        )
+
+
+def test_seglab_predict_tta_swaps_the_classes_a_run_folder_names_left_and_right(tmp_path):
+    import json
+
+    from seglab import cli
+
+    model = mirror_equivariant_model(size=64)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    names = ["Right-arm", "Background", "Left-arm"]
+    (run / "config.json").write_text(json.dumps({"class_names": names, "status": "finished"}))
+    image = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    expected = predict.predict_image(model, image).argmax(-1)
+
+    argv = ["predict", str(run), str(tmp_path / "photo.png"), "--out", str(tmp_path / "masks")]
+    assert cli.main([*argv, "--tta"]) == 0
+    mask = np.asarray(Image.open(tmp_path / "masks" / "photo_mask.png"))
+    np.testing.assert_array_equal(mask, expected)

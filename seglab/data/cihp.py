@@ -48,6 +48,9 @@ CIHP_CLASS_NAMES = (
     "Right-shoe",
 )
 CIHP_NUM_CLASSES = len(CIHP_CLASS_NAMES)
+# The classes a mirror image swaps (left and right arm, leg, shoe): flip test-time
+# augmentation swaps them in the mirrored prediction (seglab.predict, flip_pairs=).
+CIHP_FLIP_PAIRS = ((14, 15), (16, 17), (18, 19))
 
 _NESTED = "instance-level_human_parsing"
 _SPLITS = ("Training", "Validation", "Testing")
