@@ -22,6 +22,8 @@ import signal
 import sys
 from pathlib import Path
 
+from seglab.errors import PathNotFoundError, SeglabError, SettingError
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -262,9 +264,9 @@ def _cmd_recipes(args) -> int:
 
 def _check_data_dir(path: Path | None) -> None:
     if path is not None and not path.exists():
-        raise FileNotFoundError(f"{path}: data folder not found")
+        raise PathNotFoundError(path, "data folder not found")
     if path is not None and not path.is_dir():
-        raise NotADirectoryError(f"{path}: not a folder")
+        raise SettingError(f"{path}: not a folder")
 
 
 def _cmd_train(args) -> int:
@@ -292,10 +294,7 @@ def _cmd_train(args) -> int:
 
     # Fail before the slow imports when the folder holds a finished run.
     if training.run_status(out) == "finished" and not args.overwrite:
-        raise training.RunExistsError(
-            f"{out}: holds a finished run ({training.MODEL}, {training.METRICS}); pass "
-            "--overwrite to replace it or choose another --out"
-        )
+        raise training.RunExistsError(training.run_folder.finished_run_message(out))
     arguments = {
         key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
     }
@@ -335,45 +334,32 @@ def _cmd_train(args) -> int:
 def _run_config(run_dir: Path) -> dict:
     # Checked before importing seglab.training (and with it Keras and TensorFlow).
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: run folder not found")
+        raise PathNotFoundError(run_dir, "run folder not found")
     try:
         return json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
-        raise ValueError(f"{run_dir}: not a seglab run folder (no readable config.json)") from None
+        raise SettingError(
+            f"{run_dir}: not a seglab run folder (no readable config.json)"
+        ) from None
 
 
 def _cmd_evaluate(args) -> int:
     config = _run_config(args.run_dir)
+    if not args.synthetic:
+        _check_data_dir(args.data_dir)
     from seglab import training
+    from seglab.metrics import format_table
     from seglab.recipes import Recipe
 
-    recipe = Recipe.from_dict(config["recipe"])
-    run = config.get("run", {})
-    synthetic = args.synthetic or (args.data_dir is None and run.get("synthetic", False))
-    data_dir = args.data_dir
-    if synthetic and data_dir is None:
-        data_dir = args.run_dir / training.SYNTHETIC_DATA
-    elif data_dir is None and run.get("data_dir"):
-        data_dir = Path(run["data_dir"])
-    if not synthetic:
-        _check_data_dir(data_dir)
-    model, _ = training.load_run(args.run_dir)
-
-    from seglab.metrics import evaluate, format_table
-
-    _, val_set = recipe.load_data(data_dir, synthetic=synthetic)
-    class_names = config.get("class_names") or None
-    results = evaluate(
-        model,
-        recipe.make_eval_dataset(val_set, batch_size=args.batch_size),
-        recipe.task,
-        num_classes=recipe.num_classes if recipe.task == "multiclass" else None,
-        class_names=class_names,
-        ignore_label=recipe.ignore_label if recipe.task == "multiclass" else None,
+    output = args.output or args.run_dir / training.EVALUATION
+    results = training.evaluate_run(
+        args.run_dir,
+        data_dir=args.data_dir,
+        synthetic=True if args.synthetic else None,
+        batch_size=args.batch_size,
+        output=output,
     )
-    results = training._finite_json(results)
-    output = args.output or args.run_dir / "evaluation.json"
-    training._write_json(Path(output), results)
+    recipe = Recipe.from_dict(config["recipe"])
     print(
         format_table(
             results,
@@ -389,13 +375,13 @@ def _cmd_predict(args) -> int:
     from seglab import training
 
     if not args.model.exists():
-        raise FileNotFoundError(f"{args.model}: model not found")
+        raise PathNotFoundError(args.model, "model not found")
     if args.model.is_dir():
         model, config = training.load_run(args.model)
     elif args.model.suffix == ".keras":
         model, config = training.load_model(args.model), {}
     else:
-        raise ValueError(f"{args.model}: expected a .keras model file or a run folder")
+        raise SettingError(f"{args.model}: expected a .keras model file or a run folder")
     from seglab.predict import mirror_class_pairs, predict_files
 
     # A run folder's class names say which classes a mirror image swaps (left and right arm).
@@ -458,18 +444,24 @@ _COMMANDS = {
 }
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the user's input, reported without a stack trace."""
-    from seglab.recipes import UnknownRecipeError
-
-    errors: list[type[BaseException]] = [UnknownRecipeError, ValueError, OSError]
-    for module, name in (
-        ("seglab.training", "TrainingError"),
-        ("seglab.models.backbones", "WeightsDownloadError"),
-    ):
-        if module in sys.modules:
-            errors.append(getattr(sys.modules[module], name))
-    return tuple(errors)
+def _is_user_error(error: BaseException, args) -> bool:
+    """Errors reported in one line, without a traceback: seglab's own types (``SeglabError``:
+    bad data, bad settings, a run folder in the way, a download that cannot happen offline),
+    and a missing file or folder that the command line itself named. Anything else is a bug
+    and keeps its traceback."""
+    if isinstance(error, SeglabError | UsageError):
+        return True
+    if isinstance(error, FileNotFoundError) and error.filename is not None:
+        values = []
+        for value in vars(args).values():
+            values += value if isinstance(value, list) else [value]
+        given = {
+            os.path.abspath(os.fspath(value))
+            for value in values
+            if isinstance(value, str | os.PathLike)
+        }
+        return os.path.abspath(os.fspath(error.filename)) in given
+    return False
 
 
 def main(argv=None) -> int:
@@ -495,7 +487,7 @@ def main(argv=None) -> int:
         _print_error("interrupted")
         return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - filtered just below
-        if os.environ.get("SEGLAB_DEBUG") or not isinstance(error, _expected_errors()):
+        if os.environ.get("SEGLAB_DEBUG") or not _is_user_error(error, args):
             raise
         training = sys.modules.get("seglab.training")
         if training is not None and isinstance(error, training.TrainingInterrupted):

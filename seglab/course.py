@@ -109,8 +109,10 @@ def describe_device(print_result: bool = True) -> str:
     """
     import keras
 
+    from seglab.training import devices
+
     backend = keras.backend.backend()
-    gpus = _gpu_names(backend)
+    gpus = devices.gpu_names(backend)
     if gpus:
         text = (
             f"GPU: {', '.join(gpus)} (Keras backend {backend}). The full configuration runs "
@@ -126,26 +128,6 @@ def describe_device(print_result: bool = True) -> str:
     if print_result:
         print(text)
     return text
-
-
-def _gpu_names(backend: str) -> list[str]:
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        names = []
-        for device in tf.config.list_physical_devices("GPU"):
-            details = tf.config.experimental.get_device_details(device)
-            names.append(details.get("device_name", device.name))
-        return names
-    if backend == "jax":
-        import jax
-
-        return [device.device_kind for device in jax.devices() if device.platform == "gpu"]
-    if backend == "torch":
-        import torch
-
-        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return []
 
 
 def sample_folder(dataset: str) -> Path | None:

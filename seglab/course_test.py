@@ -1,6 +1,7 @@
 import pytest
 
 from seglab import course
+from seglab.training import devices
 
 
 class _FakeRecipe:
@@ -74,12 +75,12 @@ def test_fit_limits_and_cap_batches_apply_the_cap(monkeypatch):
 
 
 def test_describe_device_names_the_gpu_or_warns_about_the_cpu(monkeypatch, capsys):
-    monkeypatch.setattr(course, "_gpu_names", lambda backend: ["NVIDIA H100 80GB HBM3"])
+    monkeypatch.setattr(devices, "gpu_names", lambda backend=None: ["NVIDIA H100 80GB HBM3"])
     text = course.describe_device()
     assert text.startswith("GPU: NVIDIA H100 80GB HBM3 (Keras backend ")
     assert capsys.readouterr().out == text + "\n"
 
-    monkeypatch.setattr(course, "_gpu_names", lambda backend: [])
+    monkeypatch.setattr(devices, "gpu_names", lambda backend=None: [])
     text = course.describe_device(print_result=False)
     assert text.startswith("No GPU found")
     assert "takes days on a CPU" in text and "SMOKE = True" in text and "SEGLAB_SMOKE=1" in text
@@ -90,7 +91,7 @@ def test_describe_device_on_this_machine():
     import keras
 
     text = course.describe_device(print_result=False)
-    gpus = course._gpu_names(keras.backend.backend())
+    gpus = devices.gpu_names(keras.backend.backend())
     assert text.startswith("GPU: " + ", ".join(gpus)) if gpus else text.startswith("No GPU found")
 
 

@@ -23,6 +23,10 @@ Not supported: ``TF_CONFIG`` with ``tf.distribute.MultiWorkerMirroredStrategy``.
 ``SEGLAB_TRACE_DIR`` (a testing aid): when set, every process appends to
 ``SEGLAB_TRACE_DIR/process-<id>.jsonl`` one line per batch it fed the model (a fingerprint of
 each image) and one per finished step (a hash of its weights, the time).
+
+One module, not several: the cluster settings, the start-up, the input sharding and the
+chief-to-all synchronisation are one protocol (every process must take the same steps in the
+same order, see ``together``), and reading it in one place is how it is checked.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from seglab.errors import SettingError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,15 +87,15 @@ class Cluster:
 
     def __post_init__(self):
         if self.num_processes < 2:
-            raise ValueError(f"a cluster has at least 2 processes, got {self.num_processes}")
+            raise SettingError(f"a cluster has at least 2 processes, got {self.num_processes}")
         if not 0 <= self.process_id < self.num_processes:
-            raise ValueError(
+            raise SettingError(
                 f"process id {self.process_id} is not in 0..{self.num_processes - 1} "
                 f"(from {self.source})"
             )
         host, _, port = self.coordinator.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(
+            raise SettingError(
                 f"coordinator {self.coordinator!r} (from {self.source}) is not HOST:PORT, "
                 "e.g. node01:23456"
             )
@@ -117,7 +123,7 @@ def first_slurm_host(nodelist: str) -> str:
     # Each bracket group is a range list; its first entry starts the first host name.
     host = re.sub(r"\[([^\],-]+)[^\]]*\]", r"\1", first)
     if not host or "[" in host or "]" in host:
-        raise ValueError(f"cannot read a host name from the Slurm node list {nodelist!r}")
+        raise SettingError(f"cannot read a host name from the Slurm node list {nodelist!r}")
     return host
 
 
@@ -125,7 +131,7 @@ def _int(text: str, name: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {text!r}") from None
+        raise SettingError(f"{name} must be a whole number, got {text!r}") from None
 
 
 def _slurm_settings(environ: Mapping[str, str]) -> dict:
@@ -162,7 +168,8 @@ def cluster_from(
     port ``SEGLAB_COORDINATOR_PORT`` or one derived from ``SLURM_JOB_ID``).
 
     Raises:
-        ValueError: some settings are missing or out of range; the message says which.
+        SettingError (a ValueError): some settings are missing or out of range; the message
+            says which.
     """
     environ = os.environ if environ is None else environ
     given = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
@@ -197,7 +204,7 @@ def cluster_from(
             "num_processes": f"--num-processes N ({ENV_NUM_PROCESSES})",
             "process_id": f"--process-id I ({ENV_PROCESS_ID})",
         }
-        raise ValueError(
+        raise SettingError(
             "training with several processes needs the coordinator's address, the number of "
             "processes and this process's id; missing: " + ", ".join(flags[key] for key in missing)
         )
@@ -221,7 +228,7 @@ def initialize(cluster: Cluster) -> None:
     """
     import keras
 
-    from seglab.training import TrainingError
+    from seglab.training.errors import TrainingError
 
     if keras.backend.backend() != "jax":
         raise TrainingError(
@@ -270,7 +277,7 @@ def initialize(cluster: Cluster) -> None:
 def _wait_for_coordinator(cluster: Cluster, timeout: float) -> None:
     """Wait until process 0 listens at the coordinator address. JAX itself ends the process
     with a C++ stack trace when it cannot connect in time; this says what is wrong."""
-    from seglab.training import TrainingError
+    from seglab.training.errors import TrainingError
 
     host, _, port = cluster.coordinator.rpartition(":")
     deadline = time.monotonic() + timeout
@@ -358,7 +365,7 @@ def together(what: str):
     if process_count() == 1:
         yield
         return
-    from seglab.training import TrainingError
+    from seglab.training.errors import TrainingError
 
     try:
         yield
@@ -383,7 +390,7 @@ def check_same_settings(settings) -> None:
     settings than process 0 (they would train different models or read different data)."""
     if process_count() == 1:
         return
-    from seglab.training import TrainingError
+    from seglab.training.errors import TrainingError
 
     rows = all_gather([settings_fingerprint(settings)])
     different = [index for index in range(len(rows)) if rows[index, 0] != rows[0, 0]]
@@ -418,7 +425,7 @@ def shard_batches(
     import tensorflow as tf
 
     if global_batch_size % num_processes:
-        raise ValueError(
+        raise SettingError(
             f"batch size {global_batch_size} does not split evenly over {num_processes} "
             f"processes; use a multiple of {num_processes}"
         )
@@ -458,7 +465,7 @@ def distribute_datasets(train_ds, val_ds, *, global_batch_size: int, num_example
 
     devices = jax.device_count()
     if global_batch_size % devices:
-        raise ValueError(
+        raise SettingError(
             f"batch size {global_batch_size} does not split evenly over {devices} devices "
             f"({jax.process_count()} process(es)); use a multiple of {devices} (--batch-size)"
         )

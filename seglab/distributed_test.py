@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from seglab import cli, distributed, training
+from seglab.training import devices
 
 CLUSTER_ENV = (
     "SEGLAB_COORDINATOR",
@@ -187,7 +188,7 @@ def test_cli_reports_incomplete_cluster_flags(tmp_path, capsys):
 
 
 def test_several_gpus_choose_mirrored_strategy(monkeypatch):
-    monkeypatch.setattr(training, "_gpu_names", lambda: ["GPU A", "GPU B"])
+    monkeypatch.setattr(devices, "gpu_names", lambda backend=None: ["GPU A", "GPU B"])
     device = training.setup_device(mixed_precision=False, jit_compile=False)
     try:
         assert isinstance(device.strategy, tf.distribute.MirroredStrategy)

@@ -253,11 +253,11 @@ recipes._RECIPES["tiny"] = recipes.Recipe(
     num_classes=2, normalization="unit", image_size=32, batch_size=1, epochs=6,
     max_train_images=8, max_val_images=2)
 
-step_end = training._StopOnNonFiniteLoss.on_train_batch_end
+step_end = training.StopOnNonFiniteLoss.on_train_batch_end
 def slow_step_end(self, batch, logs=None):
     time.sleep(0.1)
     step_end(self, batch, logs)
-training._StopOnNonFiniteLoss.on_train_batch_end = slow_step_end
+training.StopOnNonFiniteLoss.on_train_batch_end = slow_step_end
 sys.exit(cli.main(sys.argv[1:]))
 """
 

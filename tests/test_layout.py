@@ -54,9 +54,8 @@ def private_cross_module_uses(path: Path, root: Path = PACKAGE.parent) -> list[s
     return found
 
 
-# Uses still to remove (seglab/cli.py is being changed for multi-process training); none may
-# be added.
-KNOWN = {"cli.py: training._finite_json", "cli.py: training._write_json"}
+# Uses still to remove; none may be added.
+KNOWN: set[str] = set()
 
 
 def test_no_module_uses_another_modules_private_names():

@@ -1,4 +1,4 @@
-"""Run folders, resume, NaN and Ctrl-C handling of seglab.training, with a tiny stand-in model."""
+"""train() of seglab.training with a tiny stand-in model: the run folder, resume, NaN, Ctrl-C."""
 
 import csv
 import json
@@ -67,6 +67,10 @@ def test_train_writes_the_run_folder(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["mean_iou"] <= 1.0 and len(metrics["per_class_iou"]) == 3
     assert result.metrics["mean_iou"] == metrics["mean_iou"]
+    # seglab evaluate's evaluation is train's: the same numbers from the saved run.
+    evaluated = training.evaluate_run(out)
+    assert evaluated["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-6)
+    assert json.loads((out / "evaluation.json").read_text()) == evaluated
     # The saved model loads without the stand-in's code and predicts like the trained one.
     images = np.random.default_rng(0).uniform(0, 255, size=(1, 32, 32, 3)).astype("float32")
     loaded = training.load_model(out / "model.keras")
@@ -160,44 +164,6 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         training.train(tiny_recipe(batch_size=2), out, synthetic=True, verbose=0)
 
 
-def test_backup_is_written_at_epoch_ends_and_every_n_steps(tmp_path):
-    backup_dir = tmp_path / "backup"
-    saves = []
-
-    class Recorder(training._Backup):
-        def _save_model(self):
-            super()._save_model()
-            saves.append(json.loads((backup_dir / "training_metadata.json").read_text())["epoch"])
-
-    model = tiny_model(2, (8, 8, 3))
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    images = np.zeros((12, 8, 8, 3), "float32")
-    masks = np.zeros((12, 8, 8, 1), "int32")
-    callback = Recorder(str(backup_dir), save_freq=2, delete_checkpoint=False)
-    model.fit(images, masks, batch_size=4, epochs=2, callbacks=[callback], verbose=0)
-    # 3 steps an epoch: a save after step 2, one at the epoch end (recorded as the next epoch).
-    assert saves == [0, 1, 1, 2]
-
-
-def test_dedupe_history_keeps_the_last_row_of_each_epoch(tmp_path):
-    path = tmp_path / "history.csv"
-    path.write_text("epoch,loss\n0,0.9\n1,0.8\n1,0.7\n2,0.6\n")
-    rows = training.dedupe_history(path)
-    assert [(r["epoch"], r["loss"]) for r in rows] == [("0", "0.9"), ("1", "0.7"), ("2", "0.6")]
-    assert path.read_text().splitlines() == ["epoch,loss", "0,0.9", "1,0.7", "2,0.6"]
-
-
-def test_setup_device_on_a_cpu_uses_float32_and_no_xla():
-    device = training.setup_device()
-    if device.gpus:
-        pytest.skip("this machine has a GPU")
-    assert keras.mixed_precision.global_policy().name == "float32"
-    assert device.mixed_precision is False and device.strategy is None
-    if keras.backend.backend() == "tensorflow":
-        assert device.jit_compile is False
-    assert "no GPU" in device.description
-
-
 def test_run_stopped_during_evaluation_is_evaluated_not_retrained(tmp_path, monkeypatch):
     import seglab.metrics
 
@@ -223,76 +189,3 @@ def test_run_stopped_during_evaluation_is_evaluated_not_retrained(tmp_path, monk
     assert (out / "model.keras").stat().st_mtime_ns == trained
     assert _epochs(out / "history.csv") == [0, 1]
     assert training.run_status(out) == "finished" and "mean_iou" in result.metrics
-
-
-def test_tf_config_with_several_workers_selects_multi_worker_training(monkeypatch):
-    from seglab.training import TrainingError, _multi_worker_cluster
-
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert not _multi_worker_cluster()
-    two = '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}'
-    monkeypatch.setenv("TF_CONFIG", two)
-    assert _multi_worker_cluster()
-    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}}')
-    assert not _multi_worker_cluster()
-    monkeypatch.setenv("TF_CONFIG", "not json")
-    with pytest.raises(TrainingError, match="TF_CONFIG"):
-        _multi_worker_cluster()
-
-
-_NOTEBOOK_STYLE_RUN = """
-import sys, time
-import keras, numpy as np
-from seglab import training
-from seglab.models.heads import SegmentationOutput
-from seglab.models.preprocessing import image_input
-
-keras.utils.set_random_seed(0)
-inputs, x = image_input((8, 8, 3), "unit")
-model = keras.Model(inputs, SegmentationOutput("sigmoid")(keras.layers.Conv2D(1, 3, padding="same")(x)))
-model.compile("adam", loss="binary_crossentropy", metrics=["mae"])
-rng = np.random.default_rng(0)
-images = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")
-masks = (images[..., :1] > 128).astype("float32")
-
-class Slow(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        print("finished epoch", epoch + 1, flush=True)
-        time.sleep(float(sys.argv[2]))
-
-model.fit(images, masks, validation_data=(images, masks), epochs=6, batch_size=4, verbose=0,
-          callbacks=[*training.resumable_callbacks(sys.argv[1], monitor="val_mae", mode="min"), Slow()])
-print("done", flush=True)
-"""
-
-
-def test_a_killed_notebook_style_fit_resumes_when_the_cell_runs_again(tmp_path):
-    import subprocess
-    import sys
-
-    out = tmp_path / "drive"
-    command = [sys.executable, "-c", _NOTEBOOK_STYLE_RUN, str(out)]
-    first = subprocess.Popen([*command, "3"], stdout=subprocess.PIPE, text=True)
-    try:
-        for line in first.stdout:
-            if line.startswith("finished epoch 2"):
-                first.kill()  # the session disconnects during epoch 3
-                break
-    finally:
-        first.kill()
-        first.wait(timeout=60)
-        first.stdout.close()
-    assert (out / "backup").is_dir() and (out / "best.keras").is_file()
-    second = subprocess.run([*command, "0"], capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr[-2000:]
-    epochs = [int(line.split()[-1]) for line in second.stdout.splitlines() if "finished" in line]
-    assert epochs == [3, 4, 5, 6], second.stdout  # the first two epochs are not run again
-    assert _epochs(out / "history.csv") == [0, 1, 2, 3, 4, 5]
-    # best.keras is the epoch with the lowest val_mae over both sessions.
-    history = training.dedupe_history(out / "history.csv")
-    best = min(float(row["val_mae"]) for row in history)
-    rng = np.random.default_rng(0)
-    images = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")
-    masks = (images[..., :1] > 128).astype("float32")
-    predicted = training.load_model(out / "best.keras").predict(images, verbose=0)
-    assert abs(float(np.mean(np.abs(predicted - masks))) - best) < 1e-4
