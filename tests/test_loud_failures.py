@@ -14,7 +14,7 @@ def _failing_command(monkeypatch, error):
     def command(args):
         raise error
 
-    monkeypatch.setitem(cli._COMMANDS, "check", command)
+    monkeypatch.setitem(cli.COMMANDS, "check", command)
 
 
 @pytest.mark.parametrize(
