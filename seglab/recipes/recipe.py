@@ -74,6 +74,10 @@ class Recipe:
         steps_per_epoch: ``None`` runs through the training set once per epoch.
         optimizer: a ``keras.optimizers`` class name.
         learning_rate: ``None`` keeps the Keras default of that optimizer.
+        learning_rate_schedule: ``None`` (constant), or a ``keras.optimizers.schedules`` class
+            that starts from ``learning_rate`` and its other arguments, e.g.
+            ``{"class_name": "CosineDecay", "decay_steps": 280}`` (steps, not epochs: epochs
+            times the batches of one epoch).
         optimizer_kwargs: other optimizer arguments (``epsilon``...).
         loss: ``"sparse_categorical_crossentropy"`` (from logits), ``"binary_crossentropy"``
             or ``"basnet_hybrid"``; applied to each of the ``num_outputs`` outputs.
@@ -111,6 +115,7 @@ class Recipe:
     steps_per_epoch: int | None = None
     optimizer: str = "Adam"
     learning_rate: float | None = None
+    learning_rate_schedule: Mapping[str, Any] | None = None
     optimizer_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     loss: str = "sparse_categorical_crossentropy"
     num_outputs: int = 1
@@ -236,7 +241,32 @@ class Recipe:
         kwargs = dict(self.optimizer_kwargs)
         if self.learning_rate is not None:
             kwargs["learning_rate"] = self.learning_rate
+        if self.learning_rate_schedule is not None:
+            kwargs["learning_rate"] = self._learning_rate_schedule()
         return getattr(keras.optimizers, self.optimizer)(**kwargs)
+
+    def _learning_rate_schedule(self):
+        import keras
+
+        options = dict(self.learning_rate_schedule)
+        name = options.pop("class_name", None)
+        schedule = getattr(keras.optimizers.schedules, str(name), None)
+        if not isinstance(schedule, type) or "initial_learning_rate" not in (
+            schedule.__init__.__code__.co_varnames
+        ):
+            raise SettingError(
+                f"{self.name}: learning_rate_schedule needs a class_name of "
+                "keras.optimizers.schedules that starts from initial_learning_rate "
+                f"(CosineDecay, ExponentialDecay...), got {name!r}"
+            )
+        if self.learning_rate is None:
+            raise SettingError(
+                f"{self.name}: learning_rate_schedule {name} starts from learning_rate; set one"
+            )
+        try:
+            return schedule(initial_learning_rate=self.learning_rate, **options)
+        except TypeError as error:
+            raise SettingError(f"{self.name}: learning_rate_schedule {name}: {error}") from None
 
     def build_loss(self):
         """One loss object (applied to each output)."""
