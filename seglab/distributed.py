@@ -13,8 +13,8 @@ Two routes work with Keras 3, and ``seglab train`` takes both (``seglab.training
   process. Each process runs the same input pipeline (same seed) and feeds the model only its
   slice of every global batch (``shard_batches``), so the global batches, and the trained
   model, are those of one process with the same batch size. Only process 0 (the chief) writes
-  the run folder; on resume it restores the backup and every process takes its weights,
-  optimizer state and epoch (``sync_from_chief``).
+  the run folder; on resume it restores the backup and every process takes its weights and
+  optimizer state (``sync_from_chief``) and starts at its epoch.
 
 Not supported: ``TF_CONFIG`` with ``tf.distribute.MultiWorkerMirroredStrategy``. Keras 3's
 ``model.fit`` fails under it (keras-team/keras#20585, tensorflow/tensorflow#72388);
@@ -501,14 +501,14 @@ def without_distribution():
         keras.distribution.set_distribution(previous)
 
 
-def sync_from_chief(restore=None):
-    """A callback: at the start of ``fit``, every process takes process 0's weights, optimizer
-    state and starting epoch.
+def sync_from_chief(restored_values=None):
+    """A callback: at the start of ``fit``, every process takes process 0's weights and
+    optimizer state (``fit(initial_epoch=...)`` gives them its epoch).
 
-    ``restore`` (called on process 0 only) returns ``(values, epoch)`` read from its backup, in
-    the order of ``model.weights + model.optimizer.variables``, or ``None`` when there is no
-    backup. Process 0 cannot load the backup into the model itself: under the distribution,
-    setting a variable is a collective step of every process."""
+    ``restored_values`` (on process 0): the values read from its backup, in the order of
+    ``model.weights + model.optimizer.variables``, or ``None`` to share the model's own.
+    Process 0 cannot load the backup into the model itself: under the distribution, setting a
+    variable is a collective step of every process."""
     import keras
     import numpy as np
 
@@ -520,22 +520,16 @@ def sync_from_chief(restore=None):
                 optimizer.build(model.trainable_variables)
             variables = list(model.weights) + (list(optimizer.variables) if optimizer else [])
             values = [keras.ops.convert_to_numpy(variable) for variable in variables]
-            epoch = 0
-            restored = restore() if restore is not None and process_index() == 0 else None
-            if restored is not None:
-                restored_values, epoch = restored
+            if restored_values is not None and process_index() == 0:
                 shapes = [tuple(np.shape(value)) for value in restored_values]
                 if shapes != [tuple(value.shape) for value in values]:
                     raise ValueError(
                         "the backup does not match the model: its variables have other shapes"
                     )
                 values = restored_values
-            values, epoch = broadcast_from_chief((values, np.int32(epoch)))
+            values = broadcast_from_chief(values)
             for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
-            if int(epoch):
-                # Read by fit() after on_train_begin, as BackupAndRestore sets it.
-                model._initial_epoch = int(epoch)
 
     return SyncFromChief()
 

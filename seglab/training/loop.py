@@ -194,6 +194,17 @@ def train(
             if device.backend == "tensorflow" and device.replicas > 1:
                 synchronize_batch_norm(model, True)
 
+    initial_epoch, restored_values = 0, None
+    if device.num_processes > 1 and not already_trained:
+        # Process 0 reads its backup before fit, into a copy of the model that lives on it
+        # alone; every process then starts fit at the backup's epoch.
+        with distributed.together("reading the backup"):
+            restored = _read_backup(out, build) if chief else None
+        restored_values, epoch = restored or (None, 0)
+        initial_epoch = int(distributed.broadcast_from_chief(np.int32(epoch)))
+        if initial_epoch:
+            resumed_from = initial_epoch
+
     config = {
         "status": "trained" if already_trained else "running",
         "recipe": settings,
@@ -220,7 +231,7 @@ def train(
         steps_in_set = steps
     if backup_every is None:
         backup_every = max(1, (steps_in_set or 4) // 4)
-    # In a multi-process run process 0 reads its backup itself (restore_backup below).
+    # In a multi-process run process 0 has read its backup already (_read_backup).
     backup = Backup(
         out / BACKUP,
         every=backup_every,
@@ -238,26 +249,8 @@ def train(
             backup,
         ]
     if device.num_processes > 1:
-
-        def restore_backup():
-            """Process 0 reads its backup into a copy of the model that lives on it alone."""
-            if not (out / BACKUP).is_dir():
-                return None
-            with distributed.without_distribution():
-                copy = build()
-                reader = keras.callbacks.BackupAndRestore(str(out / BACKUP), double_checkpoint=True)
-                reader.set_model(copy)
-                reader.on_train_begin()
-                if not copy.optimizer.built:
-                    return None
-                values = [
-                    keras.ops.convert_to_numpy(v) for v in copy.weights + copy.optimizer.variables
-                ]
-                # Read after restoring: a damaged backup falls back on the previous one.
-                return values, run_folder.backup_epoch(out) or 0
-
         # Every process starts from process 0's weights (restored from its backup or not).
-        callbacks.append(distributed.sync_from_chief(restore_backup if chief else None))
+        callbacks.append(distributed.sync_from_chief(restored_values))
     callbacks += extra_callbacks
 
     if already_trained:
@@ -276,6 +269,7 @@ def train(
                     validation_data=val_ds,
                     epochs=recipe.epochs,
                     steps_per_epoch=steps,
+                    initial_epoch=initial_epoch,
                     callbacks=callbacks,
                     verbose=verbose,
                     shuffle=False,  # make_dataset already shuffles the training set every epoch
@@ -325,3 +319,22 @@ def train(
     return RunResult(
         out, model, history, metrics, resumed_from, max(0, recipe.epochs - first_epoch)
     )
+
+
+def _read_backup(out: Path, build):
+    """``(values, epoch)`` of the run's backup, read into a model made by ``build`` outside
+    the distribution (``None`` without a backup): process 0's part of a multi-process resume."""
+    from seglab import distributed
+
+    if not (out / BACKUP).is_dir():
+        return None
+    with distributed.without_distribution():
+        copy = build()
+        reader = keras.callbacks.BackupAndRestore(str(out / BACKUP), double_checkpoint=True)
+        reader.set_model(copy)
+        reader.on_train_begin()
+        if not copy.optimizer.built:
+            return None
+        values = [keras.ops.convert_to_numpy(v) for v in copy.weights + copy.optimizer.variables]
+    # Read after restoring: a damaged backup falls back on the previous one.
+    return values, run_folder.backup_epoch(out) or 0
