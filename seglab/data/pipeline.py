@@ -133,9 +133,8 @@ def make_dataset(
 
     mask_kind, offset, ignore_label = source.mask_kind, source.label_offset, source.ignore_label
 
-    def prepare(*example):
-        image, mask = decode(*example) if decode else example
-        return image, convert_mask(mask, mask_kind, offset, ignore_label)
+    def decoded(*example):
+        return decode(*example) if decode else example
 
     def shuffle_repeat_randomize(dataset):
         if shuffle:
@@ -151,41 +150,49 @@ def make_dataset(
         randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         return tf.data.Dataset.zip(dataset, randoms)
 
+    def resize(image, mask):
+        # The mask is converted after resizing: a 288 px mask has half the pixels of a photo.
+        image, mask = resize_pair(image, mask, size, mask_kind)
+        return image, convert_mask(mask, mask_kind, offset, ignore_label)
+
     def augment_and_resize(example, random=None):
-        image, mask = example
-        if random is not None:
-            seed_pair = tf.stack([random, tf.constant(0, tf.int64)])
-            image, mask = crop_and_flip(image, mask, seed_pair, options)
-        return resize_pair(image, mask, size, mask_kind)
+        if random is None:
+            return resize(*example)
+        seed_pair = tf.stack([random, tf.constant(0, tf.int64)])
+        return crop_and_flip(*example, seed_pair, options, resize=resize)
+
+    def zoom_cached(image, mask):
+        image, mask = resize_pair(image, mask, size, mask_kind, antialias=False)
+        if mask_kind == "soft":  # float rounding may step past 1 by an ulp
+            mask = tf.clip_by_value(mask, 0.0, 1.0)
+        return image, mask
 
     def augment_cached(example, random):
         """After the cache examples have the output size: flipping needs no resampling, and
         zooming in needs no antialiasing."""
-        image, mask = crop_and_flip(*example, tf.stack([random, tf.constant(0, tf.int64)]), options)
-        if options.scale[1] <= 1.0:
-            return image, mask
-        return resize_pair(image, mask, size, mask_kind, antialias=False)
+        seed_pair = tf.stack([random, tf.constant(0, tf.int64)])
+        zoom = zoom_cached if options.scale[1] > 1.0 else None
+        return crop_and_flip(*example, seed_pair, options, resize=zoom)
 
     if cache:
         # Cache the resized examples; augmentation then works at the output size, every epoch anew.
         dataset = dataset.map(
-            lambda *example: resize_pair(*prepare(*example), size, mask_kind),
-            num_parallel_calls=AUTOTUNE,
+            lambda *example: resize(*decoded(*example)), num_parallel_calls=AUTOTUNE
         )
         dataset = shuffle_repeat_randomize(dataset.cache(cache if isinstance(cache, str) else ""))
         if options is not None:
             dataset = dataset.map(augment_cached, num_parallel_calls=AUTOTUNE)
     else:
         # One map from file to output: the zoom-crop is taken from the full-size image, so each
-        # example is resized once.
+        # example is resized once, and the flip mirrors the resized pair.
         dataset = shuffle_repeat_randomize(dataset)
         if options is None:
             dataset = dataset.map(
-                lambda *example: augment_and_resize(prepare(*example)), num_parallel_calls=AUTOTUNE
+                lambda *example: augment_and_resize(decoded(*example)), num_parallel_calls=AUTOTUNE
             )
         else:
             dataset = dataset.map(
-                lambda example, random: augment_and_resize(prepare(*example), random),
+                lambda example, random: augment_and_resize(decoded(*example), random),
                 num_parallel_calls=AUTOTUNE,
             )
 

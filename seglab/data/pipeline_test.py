@@ -324,3 +324,55 @@ def test_validation_names_the_corrupt_file_before_the_pipeline_is_built(encoded_
         make_dataset(bad, image_size=32, batch_size=2)
     with pytest.raises(DataError, match="no image/mask pairs"):
         make_dataset(encoded_set.take(0), image_size=32, batch_size=2)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_flip_left_right_mirrors_the_width_for_any_channel_count(channels):
+    from seglab.data.transforms import flip_left_right
+
+    tensor = np.arange(4 * 5 * channels, dtype=np.float32).reshape(4, 5, channels)
+    np.testing.assert_array_equal(flip_left_right(tf.constant(tensor)).numpy(), tensor[:, ::-1])
+
+
+@pytest.mark.parametrize("shrink", [1.5, 3.0], ids=["bilinear", "antialiased"])
+def test_resize_image_rounds_like_clipping_would_on_extreme_pixels(shrink):
+    """resize_image does not clip before rounding (bilinear weights keep 0..255): on black and
+    white stripes, the hardest case for both kernels, it gives the clipped result exactly."""
+    from seglab.data.transforms import resize_image
+
+    image = np.zeros((90, 90, 3), np.uint8)
+    image[:, ::2] = 255
+    image[::3, :, 1] = 255
+    size = (round(90 / shrink), round(90 / shrink))
+    clipped = tf.clip_by_value(
+        tf.image.resize(image, size, method="bilinear", antialias=shrink > 2), 0.0, 255.0
+    )
+    expected = tf.cast(tf.round(clipped), tf.uint8).numpy()
+    np.testing.assert_array_equal(resize_image(image, size).numpy(), expected)
+
+
+def test_flip_only_gives_the_same_tensors_with_and_without_cache(tmp_path):
+    """Both paths flip the resized pair, and soft masks are converted after resizing in both,
+    so a first (uncached) epoch and later (cached) epochs see the same flipped examples."""
+    rng = np.random.default_rng(2)
+    for index in range(8):
+        image = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+        _write_pair(tmp_path, f"{index}", image, rng.integers(0, 256, (70, 90), dtype=np.uint8))
+    source = load_paired_folder(tmp_path)
+    flip = Augment(flip=True, scale=(1.0, 1.0))
+    batches = [
+        _one_batch(make_dataset(source, image_size=32, batch_size=8, augment=flip, seed=1, cache=c))
+        for c in (False, True)
+    ]
+    for uncached, cached in zip(*batches, strict=True):
+        np.testing.assert_array_equal(uncached.numpy(), cached.numpy())
+    plain_masks = _one_batch(make_dataset(source, image_size=32, batch_size=8))[1].numpy()
+    flipped = [
+        not np.array_equal(m, p) for m, p in zip(batches[0][1].numpy(), plain_masks, strict=True)
+    ]
+    assert 0 < sum(flipped) < 8  # some flipped, some not
+    flipped_back = np.where(
+        np.array(flipped)[:, None, None, None], batches[0][1].numpy()[:, :, ::-1], batches[0][1]
+    )
+    np.testing.assert_array_equal(flipped_back, plain_masks)
+    assert 0.0 <= plain_masks.min() and plain_masks.max() <= 1.0
