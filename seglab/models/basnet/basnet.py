@@ -4,8 +4,9 @@ Qin et al., "BASNet: Boundary-Aware Salient Object Detection", CVPR 2019. The la
 follows the keras.io example "Highly accurate boundaries segmentation using BASNet" (Hamid
 Ali), whose model has 108,886,792 parameters at 288x288x3 with one class:
 
-- predict module: a 3x3 conv at full resolution, the four ResNet stages of a keras-hub
-  ``ResNetBackbone`` without its stem conv and pooling (each followed by a ReLU), two more
+- predict module: a 3x3 conv at full resolution, the four stages of a ResNet-34 (or -18)
+  without its stem conv and pooling, built by ``own_resnet_stage`` with keras-hub's layer
+  names so a keras-hub preset loads into them (each followed by a ReLU), two more
   stages of max-pool + three basic residual blocks, a dilated bridge, six decoder stages and
   seven side outputs resized to the input size;
 - residual refinement module: a light encoder-decoder on the coarse map (side output 1)
@@ -263,9 +264,10 @@ def own_resnet_stage(index, filters, num_blocks, name=None):
     """Stage ``index`` (0-3) of a ResNet like keras-hub's, as a sub-model ending before its
     last ReLU, with keras-hub's layer names.
 
-    Used for widths keras-hub's ``ResNetBackbone`` refuses (its first stage must have 64
-    filters). As there, the first stage keeps an identity shortcut and stride 1; later ones
-    halve the size and project the shortcut.
+    The one builder of BASNet's encoder stages at every width (keras-hub's ``ResNetBackbone``
+    builds 64-wide first stages only); a keras-hub backbone preset is copied in by these layer
+    names. As in keras-hub, the first stage keeps an identity shortcut and stride 1; later
+    ones halve the size and project the shortcut.
     """
     stride = 1 if index == 0 else 2
     inputs = keras.Input(shape=(None, None, filters if index == 0 else filters // 2))
