@@ -42,11 +42,11 @@ _IMAGENET_SOURCES = {
 }
 
 
-def _imagenet_file_name(key, input_shape):
+def _imagenet_file_name(key, input_shape, alpha=1.0):
     if key == "mobilenetv2":
         rows, cols = input_shape[0], input_shape[1]
         size = rows if rows == cols and rows in _MOBILENET_V2_SIZES else 224
-        return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"
+        return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{size}_no_top.h5"
     return f"{key}_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
@@ -66,15 +66,16 @@ def backbone_key(name, supported=BACKBONES):
     return key
 
 
-def imagenet_weights_path(name, input_shape):
-    """Return the local path of the ImageNet weights of backbone ``name``, downloading if needed.
+def imagenet_weights_path(name, input_shape, alpha=1.0):
+    """Return the local path of the ImageNet weights of backbone ``name`` (MobileNetV2: of
+    width ``alpha``), downloading if needed.
 
     Raises ``WeightsDownloadError`` (naming the file and the cache folder) when the file is not
     cached and cannot be downloaded.
     """
     key = backbone_key(name)
     base_url, file_hash = _IMAGENET_SOURCES[key]
-    file_name = _imagenet_file_name(key, input_shape)
+    file_name = _imagenet_file_name(key, input_shape, alpha)
     cache_dir = _keras_cache_dir()
     target = os.path.join(cache_dir, "models", file_name)
     # The download mirror and pinned hashes of seglab.data apply to weights files too.
@@ -102,7 +103,7 @@ def imagenet_weights_path(name, input_shape):
         ) from error
 
 
-def build_backbone(name, *, input_shape=None, input_tensor=None, weights="imagenet"):
+def build_backbone(name, *, input_shape=None, input_tensor=None, weights="imagenet", alpha=1.0):
     """Build the headless (``include_top=False``) keras.applications model ``name``.
 
     Args:
@@ -110,6 +111,8 @@ def build_backbone(name, *, input_shape=None, input_tensor=None, weights="imagen
         input_shape: ``(height, width, channels)``; taken from ``input_tensor`` when omitted.
         input_tensor: optional ``keras.Input`` the backbone is built on.
         weights: ``"imagenet"``, ``None`` (random initialisation) or the path of a weights file.
+        alpha: MobileNetV2's width multiplier (``keras.applications.MobileNetV2(alpha=...)``;
+            ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3 and 1.4). Other backbones: 1.0.
 
     Raises:
         ValueError: unknown backbone, or ``weights`` is neither ``"imagenet"``, ``None`` nor a
@@ -123,9 +126,16 @@ def build_backbone(name, *, input_shape=None, input_tensor=None, weights="imagen
     if input_shape is None:
         raise ValueError("build_backbone needs input_shape or input_tensor.")
     input_shape = tuple(input_shape)
+    options = {}
+    if key == "mobilenetv2":
+        options["alpha"] = float(alpha)
+    elif alpha != 1.0:
+        raise ValueError(
+            f"alpha (width multiplier) is for mobilenetv2 only; got {alpha!r} for {key}."
+        )
 
     if weights == "imagenet":
-        weights = imagenet_weights_path(key, input_shape)
+        weights = imagenet_weights_path(key, input_shape, alpha)
     elif weights is not None:
         if not isinstance(weights, (str, os.PathLike)):
             raise ValueError(
@@ -143,6 +153,7 @@ def build_backbone(name, *, input_shape=None, input_tensor=None, weights="imagen
         weights=weights,
         input_shape=input_shape,
         input_tensor=input_tensor,
+        **options,
     )
 
 

@@ -60,6 +60,17 @@ def test_offline_imagenet_download_gives_a_clear_error(offline, name, input_shap
     assert not (offline / "models" / file_name).exists()  # no half-written file left behind
 
 
+def test_narrow_mobilenetv2_asks_for_its_own_imagenet_file(offline):
+    # The file name keras.applications gives the ImageNet weights of width alpha = 0.35.
+    with pytest.raises(WeightsDownloadError, match="kernels_0.35_96_no_top.h5"):
+        build_backbone("mobilenetv2", input_shape=(96, 96, 3), weights="imagenet", alpha=0.35)
+
+
+def test_alpha_is_refused_for_backbones_without_a_width_multiplier():
+    with pytest.raises(ValueError, match="alpha.*mobilenetv2 only"):
+        build_backbone("resnet50", input_shape=(64, 64, 3), weights=None, alpha=0.5)
+
+
 def test_imagenet_file_copied_into_the_cache_by_hand_is_used_offline(offline):
     # Stand-in for the real file: a legacy .h5 weights file under the name Keras looks for.
     source = build_backbone("mobilenetv2", input_shape=(96, 96, 3), weights=None)

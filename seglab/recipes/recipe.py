@@ -181,7 +181,7 @@ class Recipe:
     def from_dict(cls, values: Mapping[str, Any]) -> Recipe:
         """The recipe that ``to_dict`` described (e.g. ``config.json["recipe"]`` of a run)."""
         values = dict(values)
-        for key in ("smoke", "variants"):
+        for key in ("smoke", "variants", "model_kwargs"):
             if key in values:
                 values[key] = _tuples(values[key])
         if isinstance(values.get("reference"), Mapping):

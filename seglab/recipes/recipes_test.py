@@ -113,6 +113,28 @@ def test_pets_weighted_variant_uses_the_tutorial_class_weights():
     assert recipes.get("unet-pets", variant="weighted").class_weights == (2.0, 2.0, 1.0)
 
 
+def test_pets_cpu_variant_is_small_from_scratch_and_decays_over_its_run(monkeypatch):
+    import keras
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the cpu variant must not download anything")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_download)
+    recipe = recipes.get("unet-pets", variant="cpu")
+    assert recipe.encoder_weights is None
+    assert recipe.image_size <= 128 and recipe.epochs * recipe.batch_size <= 400
+    model = recipe.build_model()
+    assert model.count_params() < 1_000_000  # the tutorial's U-Net has 6.5 M
+    assert model.get_layer("mobilenetv2_encoder").trainable
+    # The cosine decay ends with the run: epochs times the batches of the sample's 120 pairs.
+    assert recipe.learning_rate_schedule["decay_steps"] == recipe.epochs * 120 // recipe.batch_size
+    optimizer = recipe.build_optimizer()
+    optimizer.iterations.assign(recipe.learning_rate_schedule["decay_steps"])
+    assert float(optimizer.learning_rate) == pytest.approx(0.0)
+    assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+    assert "cpu" in recipe.sources.get("variants", "")
+
+
 def test_basnet_reference_is_the_paper_mae():
     reference = recipes.get("basnet-duts").reference
     assert reference.metrics == {"mae": 0.047}  # the CVPR 2019 table, not keras.io's 0.042

@@ -30,8 +30,8 @@ DECODER_FILTERS = (512, 256, 128, 64)
 FROM_SCRATCH_BN_MOMENTUM = 0.9
 
 
-def _encoder(key, input_shape, weights, bn_momentum):
-    base = build_backbone(key, input_shape=input_shape, weights=weights)
+def _encoder(key, input_shape, weights, bn_momentum, alpha):
+    base = build_backbone(key, input_shape=input_shape, weights=weights, alpha=alpha)
     outputs = [base.get_layer(name).output for name in SKIP_LAYERS[key]]
     encoder = keras.Model(base.input, outputs, name=f"{key}_encoder")
     if bn_momentum is not None:
@@ -68,6 +68,8 @@ def unet(
     normalization="mobilenet",
     dropout=0.0,
     backbone_bn_momentum=None,
+    alpha=1.0,
+    decoder_filters=DECODER_FILTERS,
     name="unet",
 ):
     """U-Net with a keras.applications encoder, returning per-pixel logits ``(B, H, W, C)``.
@@ -100,6 +102,10 @@ def unet(
             for pretrained weights and uses 0.9 with ``encoder_weights=None``: at 0.999 the moving statistics of a backbone trained from
             scratch are still close to their initial values after hundreds of steps, and
             inference-mode predictions collapse to a single class.
+        alpha: MobileNetV2's width multiplier (1.0: the tutorial's encoder; 0.35 has about a
+            sixth of its weights).
+        decoder_filters: filters of the four upsampling blocks, coarsest first (the
+            tutorial's 512/256/128/64 by default).
         name: model name.
 
     Returns:
@@ -111,6 +117,12 @@ def unet(
         raise ValueError(f"unet: num_classes must be at least 1; got {num_classes!r}.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"unet: dropout must be in [0, 1); got {dropout!r}.")
+    decoder_filters = tuple(int(filters) for filters in decoder_filters)
+    if len(decoder_filters) != len(DECODER_FILTERS) or min(decoder_filters) < 1:
+        raise ValueError(
+            f"unet: decoder_filters must be {len(DECODER_FILTERS)} positive numbers (one per "
+            f"upsampling block); got {decoder_filters!r}."
+        )
 
     from_scratch = encoder_weights is None
     if encoder_trainable is None:
@@ -125,7 +137,7 @@ def unet(
         backbone_bn_momentum = FROM_SCRATCH_BN_MOMENTUM
 
     load_weights = weights_loader(weights)
-    encoder = _encoder(key, input_shape, encoder_weights, backbone_bn_momentum)
+    encoder = _encoder(key, input_shape, encoder_weights, backbone_bn_momentum, alpha)
     # A frozen encoder also runs its BatchNormalization in inference mode (Keras 3 behaviour).
     encoder.trainable = bool(encoder_trainable)
 
@@ -133,7 +145,7 @@ def unet(
     skips = encoder(x)
     x = skips[-1]
     for index, (filters, skip) in enumerate(
-        zip(DECODER_FILTERS, reversed(skips[:-1]), strict=True), start=1
+        zip(decoder_filters, reversed(skips[:-1]), strict=True), start=1
     ):
         x = _upsample_block(x, filters, dropout, name=f"decoder{index}")
         x = layers.Concatenate(name=f"decoder{index}_concat")([x, skip])

@@ -186,8 +186,23 @@ def test_forward_pass_under_jax():
         ({"backbone": "resnet18"}, "Unknown backbone 'resnet18'.*mobilenetv2"),
         ({"dropout": 1.0}, "dropout"),
         ({"num_classes": 0}, "num_classes"),
+        ({"decoder_filters": (64, 32, 16)}, "decoder_filters must be 4"),
+        ({"decoder_filters": (64, 32, 16, 0)}, "decoder_filters"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         unet(encoder_weights=None, **kwargs)
+
+
+def test_narrow_encoder_and_decoder_set_the_widths():
+    model = unet(
+        input_shape=(64, 64, 3), encoder_weights=None, alpha=0.35, decoder_filters=(32, 16, 8, 8)
+    )
+    assert [model.get_layer(f"decoder{i}_upconv").filters for i in (1, 2, 3, 4)] == [32, 16, 8, 8]
+    # MobileNetV2's first convolution has 32 * alpha filters, rounded to a multiple of 8.
+    assert model.get_layer("mobilenetv2_encoder").get_layer("Conv1").filters == 16
+    full = unet(input_shape=(64, 64, 3), encoder_weights=None)
+    assert model.count_params() < full.count_params() / 15
+    logits = _infer(model, random_images(2, 64, 64))
+    assert logits.shape == (2, 64, 64, 3)
