@@ -147,6 +147,23 @@ DEEPLABV3PLUS_CIHP = Recipe(
     },
 )
 
+# The 'cpu' variants: what learns most in 300 s of training on 2 CPU cores, from scratch (no
+# downloads), on the course samples; figures and what was tried in BENCHMARKS.md.
+# basnet-duts on sod_sample: 72 training pairs, 18 batches of 4 per epoch.
+_BASNET_CPU_EPOCHS = 2
+BASNET_CPU = {
+    # A quarter of the width on the ResNet-18 stages: 16x fewer weights per stage.
+    "model_kwargs": {"backbone": "resnet18", "filters": 16},
+    "image_size": 64,
+    "batch_size": 4,
+    "epochs": _BASNET_CPU_EPOCHS,
+    "learning_rate": 3e-3,
+    "learning_rate_schedule": {"class_name": "CosineDecay", "decay_steps": _BASNET_CPU_EPOCHS * 18},
+    "augment": {"flip": True, "scale": (1.0, 1.25)},
+    # Tracing the training step costs more CPU time than it saves in so short a run.
+    "run_eagerly": True,
+}
+
 BASNET_DUTS = Recipe(
     name="basnet-duts",
     title="BASNet (predict-refine, hybrid loss) on 140 DUTS-TE images",
@@ -188,6 +205,9 @@ BASNET_DUTS = Recipe(
         "126 images at batch 4) is this course's choice for a full run whose loss has levelled off",
         "normalization": f"{_BASNET_EXAMPLE}: images scaled to [0, 1]",
         "model": f"{_BASNET_EXAMPLE}: ResNet-34 encoder without pretrained weights",
+        "variants": "cpu: this course's tuning for 300 s of training on 2 CPU cores from scratch "
+        "(BENCHMARKS.md, CPU variants): validation MAE 0.371 / 0.407 (seeds 0 / 1) on "
+        "sod_sample after 2 eager epochs, worse than the all-zero map's 0.271: not yet a result",
     },
     smoke={
         "run_eagerly": True,
@@ -199,6 +219,7 @@ BASNET_DUTS = Recipe(
         # A quarter of the width: the same structure, about 16x fewer weights.
         "model_kwargs": {"backbone": "resnet34", "filters": 16},
     },
+    variants={"cpu": BASNET_CPU},
 )
 
 _U2NET_SOURCES = {
@@ -258,6 +279,19 @@ U2NET_SLUDGE = Recipe(
     },
 )
 
+# u2netp-sludge on microscopy_sample: 52 training pairs, 7 batches of 8 per epoch.
+_U2NETP_CPU_EPOCHS = 3
+U2NETP_CPU = {
+    "image_size": 96,
+    "batch_size": 8,
+    "epochs": _U2NETP_CPU_EPOCHS,
+    "learning_rate": 3e-3,
+    "learning_rate_schedule": {"class_name": "CosineDecay", "decay_steps": _U2NETP_CPU_EPOCHS * 7},
+    "augment": {"flip": True, "scale": (1.0, 1.25)},
+    # Tracing the training step costs more CPU time than it saves in so short a run.
+    "run_eagerly": True,
+}
+
 U2NETP_SLUDGE = U2NET_SLUDGE.replace(
     name="u2netp-sludge",
     title="U^2-NetP (the 1.1 M-parameter U^2-Net) on activated-sludge micrographs",
@@ -269,6 +303,13 @@ U2NETP_SLUDGE = U2NET_SLUDGE.replace(
         note=U2NET_SLUDGE.reference.note,
     ),
     smoke={**U2NET_SLUDGE.smoke, "batch_size": 8},
+    sources={
+        **_U2NET_SOURCES,
+        "variants": "cpu: this course's tuning for 300 s of training on 2 CPU cores from "
+        "scratch (BENCHMARKS.md, CPU variants): validation foreground IoU 0.116 / 0.111 (seeds "
+        "0 / 1) on microscopy_sample after 3 eager epochs, below Otsu's 0.29: not yet a result",
+    },
+    variants={"cpu": U2NETP_CPU},
 )
 
 # Recipes by name, in lesson order; tests and benchmarks add stand-ins here.

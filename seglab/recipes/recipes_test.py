@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from seglab import recipes
+from seglab.errors import SettingError
 from seglab.recipes import Recipe, UnknownRecipeError
 
 ALL = ["unet-pets", "deeplabv3plus-cihp", "basnet-duts", "u2net-sludge", "u2netp-sludge"]
@@ -175,6 +176,73 @@ def test_overrides_apply_after_smoke_and_ignore_none():
 @pytest.mark.parametrize("name", ALL)
 def test_to_dict_round_trips_through_json(name):
     recipe = recipes.get(name, smoke=True)
+    assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+
+
+def test_learning_rate_schedule_starts_from_the_learning_rate_and_decays():
+    recipe = recipes.get("u2netp-sludge", smoke=True).replace(
+        learning_rate=3e-3,
+        learning_rate_schedule={"class_name": "CosineDecay", "decay_steps": 100},
+    )
+    optimizer = recipe.build_optimizer()
+    values = []
+    for step in (0, 50, 100, 150):
+        optimizer.iterations.assign(step)
+        values.append(float(optimizer.learning_rate))
+    assert values == pytest.approx([3e-3, 1.5e-3, 0.0, 0.0], abs=1e-9)
+    assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"learning_rate_schedule": {"class_name": "Cosine", "decay_steps": 9}}, "Cosine"),
+        ({"learning_rate_schedule": {"decay_steps": 9}}, "class_name"),
+        ({"learning_rate_schedule": {"class_name": "CosineDecay", "decay": 9}}, "decay"),
+        (
+            {
+                "learning_rate": None,
+                "learning_rate_schedule": {"class_name": "CosineDecay", "decay_steps": 9},
+            },
+            "set one",
+        ),
+    ],
+)
+def test_a_wrong_learning_rate_schedule_is_a_setting_error(changes, message):
+    recipe = recipes.get("u2netp-sludge", smoke=True).replace(**changes)
+    with pytest.raises(SettingError, match=message):
+        recipe.build_optimizer()
+
+
+# The cpu variants on their samples: (sample, the most weights they may have).
+CPU_VARIANTS = {
+    "u2netp-sludge": ("microscopy_sample", 1_200_000),  # U²-NetP is small already
+    "basnet-duts": ("sod_sample", 7_000_000),  # the full BASNet has 108.9 M
+}
+
+
+@pytest.mark.parametrize("name", sorted(CPU_VARIANTS))
+def test_cpu_variant_is_small_from_scratch_and_decays_over_its_run(name, sample_data, monkeypatch):
+    import keras
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the cpu variant must not download anything")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_download)
+    sample, most_weights = CPU_VARIANTS[name]
+    recipe = recipes.get(name, variant="cpu")
+    assert recipe.encoder_weights is None
+    assert recipe.image_size <= 160 and recipe.image_size < recipes.get(name).image_size
+    assert "cpu" in recipe.sources.get("variants", "")
+    model = recipe.build_model()
+    assert model.count_params() <= most_weights
+    # The cosine decay ends with the run: epochs times the batches of the sample's training set.
+    train_set, _ = recipe.load_data(sample_data(sample), download=False)
+    batches = -(-len(train_set) // recipe.batch_size)
+    assert recipe.learning_rate_schedule["decay_steps"] == recipe.epochs * batches
+    optimizer = recipe.build_optimizer()
+    optimizer.iterations.assign(recipe.epochs * batches)
+    assert float(optimizer.learning_rate) == pytest.approx(0.0)
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
 
 
