@@ -41,6 +41,12 @@ def main() -> None:
         help="stop before an epoch that would pass this many CPU seconds (a guard: the "
         "variant's epochs should end sooner)",
     )
+    parser.add_argument(
+        "--override",
+        type=json.loads,
+        default={},
+        help='settings on top of the variant, as JSON (e.g. \'{"epochs": 30}\'), for tuning',
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -70,7 +76,7 @@ def main() -> None:
             self.wall = time.perf_counter() - self.wall
             self.cpu = time.process_time() - self.cpu
 
-    recipe = recipes.get(args.recipe, variant=args.variant)
+    recipe = recipes.get(args.recipe, variant=args.variant, **args.override)
     timer = FitTimer()
     load_before = os.getloadavg()
     result = training.train(
