@@ -24,8 +24,6 @@ _SMALL_RUN = "smoke run: small images, few pictures, one short epoch, no pretrai
 # The 'cpu' variant of unet-pets: what learned most within 300 s of training on one CPU core, from
 # scratch (no downloads), on the 120 trainval pairs of oxford_pets_sample (30 batches of 4):
 # a narrow encoder and decoder (0.63 M weights), 96 px, many small steps, cosine decay to 0.
-_PETS_CPU_EPOCHS = 15
-_PETS_CPU_BATCH = 4
 PETS_CPU = {
     "encoder_weights": None,
     "model_kwargs": {
@@ -34,16 +32,12 @@ PETS_CPU = {
         "decoder_filters": (128, 64, 32, 16),
     },
     "image_size": 96,
-    "batch_size": _PETS_CPU_BATCH,
-    "epochs": _PETS_CPU_EPOCHS,
+    "batch_size": 4,
+    "epochs": 15,
     "learning_rate": 2e-3,
-    "learning_rate_schedule": {
-        "class_name": "CosineDecay",
-        "decay_steps": _PETS_CPU_EPOCHS * 120 // _PETS_CPU_BATCH,
-    },
+    "learning_rate_schedule": {"class_name": "CosineDecay"},  # to 0 over the run
     # Batch 4 with flips only matched batch 8 with zoom-crops for 20 epochs (test mIoU 0.429,
     # two seeds each) in 2/3 of the time; 20 epochs at batch 4 did no better (BENCHMARKS.md).
-    # decay_steps holds for these epochs and batch size only.
     "augment": {"flip": True, "scale": (1.0, 1.0)},
 }
 
@@ -150,15 +144,14 @@ DEEPLABV3PLUS_CIHP = Recipe(
 # The 'cpu' variants: what learns most in 300 s of training on 2 CPU cores, from scratch (no
 # downloads), on the course samples; figures and what was tried in BENCHMARKS.md.
 # basnet-duts on sod_sample: 72 training pairs, 18 batches of 4 per epoch.
-_BASNET_CPU_EPOCHS = 2
 BASNET_CPU = {
     # A quarter of the width on the ResNet-18 stages: 16x fewer weights per stage.
     "model_kwargs": {"backbone": "resnet18", "filters": 16},
     "image_size": 64,
     "batch_size": 4,
-    "epochs": _BASNET_CPU_EPOCHS,
+    "epochs": 2,
     "learning_rate": 3e-3,
-    "learning_rate_schedule": {"class_name": "CosineDecay", "decay_steps": _BASNET_CPU_EPOCHS * 18},
+    "learning_rate_schedule": {"class_name": "CosineDecay"},  # to 0 over the run
     "augment": {"flip": True, "scale": (1.0, 1.25)},
     # Tracing the training step costs more CPU time than it saves in so short a run.
     "run_eagerly": True,
@@ -280,13 +273,12 @@ U2NET_SLUDGE = Recipe(
 )
 
 # u2netp-sludge on microscopy_sample: 52 training pairs, 7 batches of 8 per epoch.
-_U2NETP_CPU_EPOCHS = 3
 U2NETP_CPU = {
     "image_size": 96,
     "batch_size": 8,
-    "epochs": _U2NETP_CPU_EPOCHS,
+    "epochs": 3,
     "learning_rate": 3e-3,
-    "learning_rate_schedule": {"class_name": "CosineDecay", "decay_steps": _U2NETP_CPU_EPOCHS * 7},
+    "learning_rate_schedule": {"class_name": "CosineDecay"},  # to 0 over the run
     "augment": {"flip": True, "scale": (1.0, 1.25)},
     # Tracing the training step costs more CPU time than it saves in so short a run.
     "run_eagerly": True,

@@ -76,8 +76,9 @@ class Recipe:
         learning_rate: ``None`` keeps the Keras default of that optimizer.
         learning_rate_schedule: ``None`` (constant), or a ``keras.optimizers.schedules`` class
             that starts from ``learning_rate`` and its other arguments, e.g.
-            ``{"class_name": "CosineDecay", "decay_steps": 280}`` (steps, not epochs: epochs
-            times the batches of one epoch).
+            ``{"class_name": "CosineDecay"}``: a ``CosineDecay`` or ``PolynomialDecay``
+            without ``decay_steps`` decays over the whole run (epochs times the batches of
+            one epoch, whatever ``--epochs`` or ``--batch-size`` say).
         optimizer_kwargs: other optimizer arguments (``epsilon``...).
         loss: ``"sparse_categorical_crossentropy"`` (from logits), ``"binary_crossentropy"``
             or ``"basnet_hybrid"``; applied to each of the ``num_outputs`` outputs.
@@ -235,21 +236,32 @@ class Recipe:
             )
         return self.model_constructor()(**kwargs)
 
-    def build_optimizer(self):
+    def build_optimizer(self, total_steps=None):
+        """The recipe's optimizer. ``total_steps``: the training steps of the whole run, for a
+        ``learning_rate_schedule`` that gives no ``decay_steps`` (it then decays over the run;
+        ``seglab.training.train`` passes it)."""
         import keras
 
         kwargs = dict(self.optimizer_kwargs)
         if self.learning_rate is not None:
             kwargs["learning_rate"] = self.learning_rate
         if self.learning_rate_schedule is not None:
-            kwargs["learning_rate"] = self._learning_rate_schedule()
+            kwargs["learning_rate"] = self._learning_rate_schedule(total_steps)
         return getattr(keras.optimizers, self.optimizer)(**kwargs)
 
-    def _learning_rate_schedule(self):
+    def _learning_rate_schedule(self, total_steps=None):
         import keras
 
         options = dict(self.learning_rate_schedule)
         name = options.pop("class_name", None)
+        if "decay_steps" not in options and name in ("CosineDecay", "PolynomialDecay"):
+            if total_steps is None:
+                raise SettingError(
+                    f"{self.name}: learning_rate_schedule {name} decays over the whole run when it "
+                    "gives no decay_steps, and the run's steps are not known here: give "
+                    "decay_steps, or build the optimizer with total_steps"
+                )
+            options["decay_steps"] = int(total_steps)
         schedule = getattr(keras.optimizers.schedules, str(name), None)
         if not isinstance(schedule, type) or "initial_learning_rate" not in (
             schedule.__init__.__code__.co_varnames
@@ -294,7 +306,7 @@ class Recipe:
             ignore_label=self.ignore_label,
         )
 
-    def compile(self, model, *, jit_compile="auto", optimizer=None, **kwargs):
+    def compile(self, model, *, jit_compile="auto", optimizer=None, total_steps=None, **kwargs):
         """``model.compile`` with this recipe's optimizer, loss (one per output), loss weights
         and metrics (on output 0). Returns the model."""
         if self.num_outputs > 1:
@@ -310,7 +322,7 @@ class Recipe:
         if kwargs["run_eagerly"]:
             jit_compile = False
         model.compile(
-            optimizer=optimizer or self.build_optimizer(),
+            optimizer=optimizer or self.build_optimizer(total_steps),
             **losses,
             metrics=self.build_metrics(),
             jit_compile=jit_compile,

@@ -54,6 +54,10 @@ class RunResult:
     epochs_run: int
 
 
+# Epochs shorter than this back up at their end only: a backup costs more than it saves.
+_STEPS_WORTH_A_MID_EPOCH_BACKUP = 40
+
+
 def _restores_dtype_policy(function):
     """``function`` returns (or raises) with Keras' global dtype policy as it found it:
     ``setup_device`` sets it for the run only."""
@@ -105,7 +109,8 @@ def train(
         weights: ``None``, or what the whole model starts from (fine-tuning): a ``.keras`` /
             ``.weights.h5`` file, the official ``u2net.pth``, ``"basnet_duts"``...
         verbose: Keras ``fit`` verbosity (1: progress bar).
-        backup_every: steps between backups; default a quarter of an epoch.
+        backup_every: steps between backups; default a quarter of an epoch, or epoch ends
+            only when an epoch is shorter than 40 steps (saving costs more than it saves).
         mixed_precision, jit_compile: ``"auto"`` (on a GPU), True or False (``setup_device``);
             Keras' global dtype policy is put back when ``train`` returns.
         arguments: recorded in ``config.json`` (the command-line arguments).
@@ -177,11 +182,22 @@ def train(
         if trace is not None:
             train_ds = trace.wrap_dataset(train_ds)
 
+    steps = recipe.steps_per_epoch
+    if steps is None and hasattr(train_set, "pairs"):
+        steps_in_set = math.ceil(len(train_set) / recipe.batch_size)
+    else:
+        steps_in_set = steps
+
     def build():
         model = recipe.build_model(encoder_weights=encoder_weights, weights=weights)
         if device.mixed_precision:
             model = float32_outputs(model)
-        return recipe.compile(model, jit_compile=device.jit_compile, **compile_options)
+        return recipe.compile(
+            model,
+            jit_compile=device.jit_compile,
+            total_steps=steps_in_set and steps_in_set * recipe.epochs,
+            **compile_options,
+        )
 
     # Creating a distributed variable is itself a step of every process (JAX checks that
     # they agree), so a process failing part way through makes the others fail too.
@@ -224,12 +240,9 @@ def train(
     if chief:
         write_json(out / CONFIG, config)
 
-    steps = recipe.steps_per_epoch
-    if steps is None and hasattr(train_set, "pairs"):
-        steps_in_set = math.ceil(len(train_set) / recipe.batch_size)
-    else:
-        steps_in_set = steps
-    if backup_every is None:
+    if backup_every is None and (
+        steps_in_set is None or steps_in_set >= _STEPS_WORTH_A_MID_EPOCH_BACKUP
+    ):
         backup_every = max(1, (steps_in_set or 4) // 4)
     # In a multi-process run process 0 has read its backup already (_read_backup).
     backup = Backup(
