@@ -122,6 +122,8 @@ def load_oxford_pets_tfds(
     """
     import tensorflow_datasets as tfds
 
+    from seglab.data.decoding import decode_image
+
     if not download:
         builder = tfds.builder(TFDS_NAME, data_dir=os.fspath(data_dir) if data_dir else None)
         if not builder.is_prepared():
@@ -140,8 +142,13 @@ def load_oxford_pets_tfds(
         download=download,
         shuffle_files=False,
         with_info=True,
+        # The JPEGs are decoded as the files route decodes them (decode_image: the accurate
+        # IDCT), so both routes give the same pixels; tfds' own decoder uses the fast one.
+        decoders={"image": tfds.decode.SkipDecoding()},
     )
-    dataset = dataset.map(lambda example: (example["image"], example["segmentation_mask"]))
+    dataset = dataset.map(
+        lambda example: (decode_image(example["image"]), example["segmentation_mask"])
+    )
     try:
         size = info.splits[split].num_examples
     except (KeyError, ValueError):
