@@ -184,6 +184,10 @@ def show_samples(
     if len(titles) != len(columns):
         raise ValueError(f"{len(titles)} titles for {len(columns)} columns")
 
+    maps = [m for m in (masks, predictions) if m is not None]
+    if num_classes is None and class_names and maps and all(is_class_map(m) for m in maps):
+        # The names say how many classes there are, whatever ids these maps happen to hold.
+        num_classes = len(class_names)
     style = _MapStyle([masks, predictions], num_classes, colormap, threshold)
     size = figsize_per_panel
     legend_columns = max(1, min(len(class_names or ()), 2 * len(columns)))

@@ -81,6 +81,23 @@ def test_show_samples_binary_ids_in_black_and_white_and_overlay():
     )
 
 
+def test_class_names_set_the_palette_when_a_map_holds_fewer_classes():
+    # A prediction that happens to hold classes 0 and 1 of three: colours of three classes
+    # (not black and white), and a legend for all three names.
+    images = np.full((1, 4, 4, 3), 200, np.uint8)
+    masks = np.zeros((1, 4, 4), np.int32)
+    masks[0, :2] = 1
+    fig = show_samples(images, masks, class_names=["pet", "background", "border"], show=False)
+    palette = default_palette(3)
+    assert _pixels(fig.axes[1])[0, 0].tolist() == palette[1].tolist()
+    assert _pixels(fig.axes[1])[3, 3].tolist() == palette[0].tolist()
+    assert [text.get_text() for text in fig.axes[-1].get_legend().get_texts()] == [
+        "pet",
+        "background",
+        "border",
+    ]
+
+
 def test_normalised_images_and_logits_are_refused_with_what_to_do():
     normalised = keras.applications.resnet.preprocess_input(
         RNG.integers(0, 256, size=(1, 4, 4, 3)).astype(np.float32)
