@@ -33,28 +33,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER = """
 import sys
 
-import keras
-
 from seglab import cli
-from seglab.models.heads import SegmentationOutput
-from seglab.models.preprocessing import image_input
 from seglab.recipes import catalogue
+from seglab.testing.models import small_segmentation_net
 
 name, network = sys.argv[1], sys.argv[2]
-
-
-def small_net(num_classes, input_shape, normalization="unit", weights=None):
-    inputs, x = image_input(input_shape, normalization)
-    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.Conv2D(num_classes, 1)(x)
-    return keras.Model(inputs, SegmentationOutput("linear")(x))
-
-
 recipe = catalogue.get(name, smoke=True).replace(name=name + "-compiled", run_eagerly=False)
 if network == "small":
-    recipe = recipe.replace(model=small_net, model_kwargs={}, num_outputs=1, loss_weights=None)
+    recipe = recipe.replace(
+        model=small_segmentation_net, model_kwargs={}, num_outputs=1, loss_weights=None
+    )
 catalogue.RECIPES[recipe.name] = recipe
 sys.exit(cli.main(["train", recipe.name, *sys.argv[3:]]))
 """

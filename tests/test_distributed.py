@@ -39,21 +39,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # equality with one process also covers batch statistics over the global batch).
 SMALL_RECIPE = textwrap.dedent(
     """
-    import keras
-
-    from seglab.models.heads import SegmentationOutput
-    from seglab.models.preprocessing import image_input
     from seglab.recipes import catalogue
-
-
-    def small_net(num_classes, input_shape, normalization="unit", weights=None):
-        inputs, x = image_input(input_shape, normalization)
-        x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(x)
-        x = keras.layers.BatchNormalization()(x)
-        x = keras.layers.ReLU()(x)
-        x = keras.layers.Conv2D(num_classes, 1)(x)
-        return keras.Model(inputs, SegmentationOutput("linear")(x))
-
+    from seglab.testing.models import small_segmentation_net as small_net
 
     catalogue.RECIPES["small-sludge"] = catalogue.get("u2netp-sludge", smoke=True).replace(
         name="small-sludge",

@@ -35,6 +35,20 @@ def outputs_of(model, images, training: bool = False) -> list[np.ndarray]:
     return [keras.ops.convert_to_numpy(output) for output in outputs]
 
 
+def small_segmentation_net(num_classes, input_shape, normalization="unit", weights=None):
+    """Two convolutions with batch norm and seglab's input and output layers: a stand-in model
+    constructor for training-loop tests and benchmarks (batch statistics included)."""
+    from seglab.models.heads import SegmentationOutput
+    from seglab.models.preprocessing import image_input
+
+    inputs, x = image_input(input_shape, normalization)
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(num_classes, 1)(x)
+    return keras.Model(inputs, SegmentationOutput("linear")(x))
+
+
 def count_parameters(variables) -> int:
     return sum(int(np.prod(variable.shape)) for variable in variables)
 
