@@ -14,6 +14,8 @@ OUT=${OUT:-$PWD/gpu_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax
 PYTHON=${PYTHON:-python3}
+# JAX_ARGS and TORCH_ARGS add arguments to each script (e.g. a second run for what the
+# first one's budget left out).
 # Seconds for each benchmark (the script's own budget starts nothing new after BUDGET).
 JAX_TIMEOUT=${JAX_TIMEOUT:-240} JAX_BUDGET=${JAX_BUDGET:-150}
 TORCH_TIMEOUT=${TORCH_TIMEOUT:-90} TORCH_BUDGET=${TORCH_BUDGET:-60}
@@ -35,12 +37,12 @@ nvidia-smi >"$OUT/nvidia_smi.txt" 2>&1
 
 SECONDS=0
 timeout -k 10 "$JAX_TIMEOUT" "$PYTHON" benchmarks/gpu_u2net.py \
-    --out "$OUT/u2net_jax.json" --budget-s "$JAX_BUDGET" --block-tensorflow
+    --out "$OUT/u2net_jax.json" --budget-s "$JAX_BUDGET" --block-tensorflow ${JAX_ARGS:-}
 echo "gpu_u2net.py: exit $? after $SECONDS s"
 
 SECONDS=0
 timeout -k 10 "$TORCH_TIMEOUT" "$PYTHON" benchmarks/torch_u2net.py \
-    --out "$OUT/u2net_torch.json" --keras-json "$OUT/u2net_jax.json" --budget-s "$TORCH_BUDGET"
+    --out "$OUT/u2net_torch.json" --keras-json "$OUT/u2net_jax.json" --budget-s "$TORCH_BUDGET" ${TORCH_ARGS:-}
 echo "torch_u2net.py: exit $? after $SECONDS s"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
 date -u
