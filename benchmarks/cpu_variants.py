@@ -66,20 +66,19 @@ def main() -> None:
     class FitTimer(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.wall, self.cpu = time.perf_counter(), time.process_time()
-            self.epochs, self.epoch_wall = [], []
+            self.epoch_cpu, self.epoch_wall = [], []
 
         def on_epoch_end(self, epoch, logs=None):
-            self.epochs.append(round(time.process_time() - self.cpu, 1))
+            self.epoch_cpu.append(round(time.process_time() - self.cpu, 1))
             self.epoch_wall.append(round(time.perf_counter() - self.wall, 1))
             print(
-                f"epoch {epoch + 1}: {self.epoch_wall[-1]} s wall, {self.epochs[-1]} CPU s, {logs}",
+                f"epoch {epoch + 1}: {self.epoch_wall[-1]} s wall, {self.epoch_cpu[-1]} CPU s, "
+                f"{logs}",
                 flush=True,
             )
-            if len(self.epoch_wall) > 1:
-                last = self.epoch_wall[-1] - self.epoch_wall[-2]
-                if self.epoch_wall[-1] + last > args.max_fit_seconds:
-                    self.model.stop_training = True  # another epoch like the last would pass it
-            elif self.epoch_wall[-1] > args.max_fit_seconds:
+            # Another epoch like the last would pass the limit (the first traces: not a guide).
+            last = self.epoch_wall[-1] - self.epoch_wall[-2] if len(self.epoch_wall) > 1 else 0
+            if self.epoch_wall[-1] + last > args.max_fit_seconds:
                 self.model.stop_training = True
 
         def on_train_end(self, logs=None):
@@ -119,10 +118,10 @@ def main() -> None:
         **figure,
         "fit_wall_s": round(timer.wall, 1),
         "fit_cpu_s": round(timer.cpu, 1),
-        "cpu_s_at_each_epoch_end": timer.epochs,
+        "cpu_s_at_each_epoch_end": timer.epoch_cpu,
         "wall_s_at_each_epoch_end": timer.epoch_wall,
-        "epochs": len(timer.epochs),
-        "stopped_by_guard": len(timer.epochs) < recipe.epochs,
+        "epochs": len(timer.epoch_wall),
+        "stopped_by_guard": len(timer.epoch_wall) < recipe.epochs,
         "threads": args.threads,
         "cpu_affinity": sorted(os.sched_getaffinity(0)),
         "load_average_before": [round(x, 2) for x in load_before],
