@@ -8,6 +8,7 @@
 - ``devices``: GPUs, mixed precision, XLA, distribution (``setup_device``, ``gpu_names``);
 - ``run_folder``: the run folder's files, status, config, history and resume decision;
 - ``callbacks``: backup and restore, history, the stop at a NaN loss;
+- ``state``: the optimizer's and metrics' variables created before ``fit`` (one trace);
 - ``loading``: ``load_model``, ``load_run``;
 - ``evaluation``: ``evaluate_run``;
 - ``loop``: ``train``.
@@ -42,6 +43,7 @@ from seglab.training.run_folder import (
     run_status,
     write_json,
 )
+from seglab.training.state import build_training_state
 
 __all__ = [
     "BACKUP",
@@ -61,6 +63,7 @@ __all__ = [
     "StopOnNonFiniteLoss",
     "TrainingError",
     "TrainingInterrupted",
+    "build_training_state",
     "dedupe_history",
     "evaluate_run",
     "finite_json",

@@ -42,6 +42,7 @@ from seglab.training.run_folder import (
     SYNTHETIC_DATA,
     write_json,
 )
+from seglab.training.state import build_training_state
 
 
 @dataclasses.dataclass
@@ -206,7 +207,7 @@ def train(
             model = load_model(out / MODEL) if chief else None
         else:
             with device.scope():
-                model = build()
+                model = build_training_state(build(), train_ds)
             if device.backend == "tensorflow" and device.replicas > 1:
                 synchronize_batch_norm(model, True)
 
