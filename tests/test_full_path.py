@@ -55,8 +55,7 @@ LESSONS = {
     # BASNet's batch of 4 at 288 px needs about 27 GB on a CPU: CI's machine has 24.
     "03_basnet_duts": {"archives": ("DUTS-TE.zip",), "weights": (), "max_batch_size": 1},
     # U²-Net's batch of 12 at 320 px passed 9.9 GB in its first step, and is twelve 117-GFLOP
-    # forward passes (and their gradients) a step; one picture a step keeps the notebook
-    # within 5 minutes on 2 cores (about 4.5 GB, 254-266 s measured).
+    # forward passes (and their gradients) a step: one picture a step (about 4.5 GB).
     "04_u2net_sludge": {"archives": ("stage1_train.zip",), "weights": (), "max_batch_size": 1},
 }
 
@@ -223,16 +222,21 @@ def _tail(error, lines: int = 15) -> str:
 # pictures, the coarse-and-refined figure, evaluation, "use your model", predict_files):
 # about 200 s of arithmetic, then about 60 s of graph building and saving 1.3 GB of backup
 # and models, 20 s of start-up. Measured: still in the "use your model" cell at 300 s (the
-# training cell alone 222 s). SEGLAB_REHEARSE_ALL=1 rehearses it (a bigger machine, or a GPU).
-_TOO_SLOW_FOR_TWO_CORES = ("03_basnet_duts",)
+# training cell alone 222 s).
+# Notebook 04 fits, but without a safe margin: 238, 254 and 266 s on this project's idle
+# 2-core machine (U²-Net's and U²-NetP's training cells 105 s and 88 s, each mostly tracing
+# and Grappler), while CI's machine ran the last whole suite 19 % slower (1318 s against
+# 1111 s): 283-317 s there, against the 300 s limit.
+# SEGLAB_REHEARSE_ALL=1 rehearses them (a bigger machine, or a GPU).
+_TOO_SLOW_FOR_TWO_CORES = ("03_basnet_duts", "04_u2net_sludge")
 
 
 def _lesson_params():
     everything = os.environ.get("SEGLAB_REHEARSE_ALL", "") == "1"
     skip = pytest.mark.skip(
-        reason="over 300 s on 2 CPU cores: the full-size BASNet's arithmetic (1,885 GFLOP a "
-        "288 px picture; measured, see _TOO_SLOW_FOR_TWO_CORES); set SEGLAB_REHEARSE_ALL=1 to "
-        "rehearse it on a bigger machine"
+        reason="300 s or close to it on 2 CPU cores (03: BASNet's arithmetic, 1,885 GFLOP a "
+        "288 px picture; 04: 238-266 s; measured, see _TOO_SLOW_FOR_TWO_CORES); set "
+        "SEGLAB_REHEARSE_ALL=1 to rehearse it on a bigger machine"
     )
     return [
         pytest.param(name, marks=() if everything or name not in _TOO_SLOW_FOR_TWO_CORES else skip)

@@ -20,12 +20,13 @@ def build_training_state(model: keras.Model, data) -> keras.Model:
     Call it after ``model.compile`` and before ``model.fit``. ``data`` is what ``fit`` will
     read: a ``tf.data.Dataset`` (only its ``element_spec`` is used) or one batch
     ``(images, labels[, sample_weights])``. Nothing is trained and no batch is computed.
-    On JAX and PyTorch Keras' ``fit`` does this itself, so there it does nothing.
+    On JAX and PyTorch Keras' ``fit`` does this itself, and a model compiled with
+    ``run_eagerly=True`` is never traced: for those it does nothing.
     """
     if getattr(model, "optimizer", None) is None:
         raise ValueError(f"{model.name} is not compiled: call model.compile(...) first")
-    if keras.backend.backend() != "tensorflow":
-        return model
+    if keras.backend.backend() != "tensorflow" or model.run_eagerly:
+        return model  # nothing is traced: the first step creates the variables as it goes
     batch = _symbolic_batch(data)
     # Keras' fit runs this same routine when a tf.distribute strategy is set.
     model._symbolic_build(data_batch=batch)

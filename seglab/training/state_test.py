@@ -69,6 +69,13 @@ def test_a_batch_serves_as_well_as_a_dataset():
     assert len(model.optimizer.variables) > 1  # Adam's slots, not only the step counter
 
 
+def test_an_eager_model_is_left_to_its_first_step():
+    model = _compiled_model()
+    model.compile(optimizer=keras.optimizers.Adam(), loss="mse", run_eagerly=True)
+    build_training_state(model, _dataset())
+    assert not model.optimizer.built  # no trace to save: the first eager step builds it
+
+
 def test_an_uncompiled_model_is_refused_with_its_name():
     model = small_segmentation_net(2, (8, 8, 3))
     with pytest.raises(ValueError, match=f"{model.name} is not compiled"):
