@@ -9,7 +9,16 @@ import importlib
 __version__ = "0.2.0"
 
 _SUBMODULES = (
-    "data", "models", "losses", "metrics", "display", "recipes", "training", "predict", "course", "cli",
+    "data",
+    "models",
+    "losses",
+    "metrics",
+    "display",
+    "recipes",
+    "training",
+    "predict",
+    "course",
+    "cli",
 )
 
 

@@ -55,9 +55,7 @@ def test_sample_pairs_and_labels_through_make_dataset(sample_data):
         "0032190",
     ]
 
-    images, masks = next(
-        iter(make_dataset(dataset, image_size=128, batch_size=5))
-    )
+    images, masks = next(iter(make_dataset(dataset, image_size=128, batch_size=5)))
     assert images.shape == (5, 128, 128, 3)
     assert masks.shape == (5, 128, 128, 1) and masks.dtype.name == "int32"
     labels = set(np.unique(masks.numpy()).tolist())

@@ -11,7 +11,9 @@ def free_size_model():
     return keras.Model(image, ResizeLike()([pooled, image]))
 
 
-@pytest.mark.parametrize("in_size, out_size", [((7, 9), (16, 20)), ((16, 20), (7, 9)), ((5, 5), (5, 5))])
+@pytest.mark.parametrize(
+    "in_size, out_size", [((7, 9), (16, 20)), ((16, 20), (7, 9)), ((5, 5), (5, 5))]
+)
 def test_bilinear_resize_matches_tensorflow(in_size, out_size):
     tf = pytest.importorskip("tensorflow")
     images = np.random.default_rng(0).random((2, *in_size, 3), dtype=np.float32)
