@@ -9,6 +9,9 @@ from seglab.testing.models import small_segmentation_net
 from seglab.training import build_training_state
 
 tf = pytest.importorskip("tensorflow")
+on_tensorflow = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="only TensorFlow traces the step twice"
+)
 
 
 def _compiled_model():
@@ -42,7 +45,7 @@ def _traces_of_first_fit(model, dataset) -> tuple[int, dict]:
     return traces[0], history.history
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow trace")
+@on_tensorflow
 def test_the_training_step_is_traced_once_and_trains_the_same():
     dataset = _dataset()
     unprepared = _compiled_model()
@@ -62,6 +65,7 @@ def test_the_training_step_is_traced_once_and_trains_the_same():
     assert history_with["loss"][1] < history_with["loss"][0]
 
 
+@on_tensorflow
 def test_a_batch_serves_as_well_as_a_dataset():
     images, labels = next(iter(_dataset()))
     model = build_training_state(_compiled_model(), (np.asarray(images), np.asarray(labels)))
