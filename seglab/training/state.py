@@ -27,20 +27,7 @@ def build_training_state(model: keras.Model, data) -> keras.Model:
         raise ValueError(f"{model.name} is not compiled: call model.compile(...) first")
     if keras.backend.backend() != "tensorflow" or model.run_eagerly:
         return model  # nothing is traced: the first step creates the variables as it goes
-    batch = _symbolic_batch(data)
-    # Keras' fit runs this same routine when a tf.distribute strategy is set.
-    model._symbolic_build(data_batch=batch)
+    # Keras' fit runs this same routine when a tf.distribute strategy is set; it reads only the
+    # shapes and dtypes of the batch (or of the dataset's element_spec).
+    model._symbolic_build(data_batch=getattr(data, "element_spec", data))
     return model
-
-
-def _symbolic_batch(data):
-    """Keras tensors standing for a batch: Keras builds the state from shapes and dtypes."""
-    spec = getattr(data, "element_spec", None)
-    if spec is None:
-        return data  # a batch: Keras reads each array's shape and dtype
-    return keras.tree.map_structure(
-        lambda item: keras.KerasTensor(
-            tuple(item.shape), keras.backend.standardize_dtype(item.dtype.name)
-        ),
-        spec,
-    )
